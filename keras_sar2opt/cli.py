@@ -1,0 +1,43 @@
+"""The `sar2opt` command: one subcommand per module in `keras_sar2opt.commands`."""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_sar2opt.commands import (  # noqa: E402
+)
+from keras_sar2opt.errors import Sar2OptError  # noqa: E402
+
+# Each command module defines `register(subparsers)`, which adds its parser and
+# sets `func` to a callable taking the parsed arguments and returning an exit code.
+# Command modules import TensorFlow/Keras inside their functions so `--help` stays fast.
+COMMANDS = (
+)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="sar2opt", description="GAN-based SAR-to-optical image translation (Keras 3)."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except Sar2OptError as error:
+        print(f"sar2opt {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"sar2opt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of `sar2opt`, each a thin layer over library functions."""
