@@ -6,8 +6,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_sar2opt.commands import (  # noqa: E402
-)
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 
 # Each command module defines `register(subparsers)`, which adds its parser and
