@@ -6,12 +6,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from keras_sar2opt.commands import summary  # noqa: E402
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 
 # Each command module defines `register(subparsers)`, which adds its parser and
 # sets `func` to a callable taking the parsed arguments and returning an exit code.
 # Command modules import TensorFlow/Keras inside their functions so `--help` stays fast.
 COMMANDS = (
+    summary,
 )
 
 

@@ -12,4 +12,4 @@ import pytest  # noqa: E402
 def _seed():
     keras.utils.set_random_seed(0)
     yield
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)

@@ -1,0 +1,51 @@
+"""`sar2opt summary`: every network verified against the report; a tampered layer is caught."""
+
+import re
+
+from keras_sar2opt import cli
+from keras_sar2opt.models import MODELS, scratch
+from keras_sar2opt.models.report_tables import TABLES
+
+CHECK_LINE = re.compile(r"^(\d+|total|trainable)\s")
+
+
+def check_lines(text):
+    return [line for line in text.splitlines() if CHECK_LINE.match(line)]
+
+
+def test_summary_all_passes_every_row(capsys):
+    assert cli.main(["summary", "--all"]) == 0
+    out = capsys.readouterr().out
+    lines = check_lines(out)
+    assert len(lines) == sum(len(table.rows) + 2 for table in TABLES.values())
+    assert all(line.endswith("  ok") for line in lines)
+    assert "MISMATCH" not in out
+    for name in MODELS:
+        assert f'Model: "{name}"' in out  # model.summary() printed
+    assert "54,541,827" in out and "2,768,705" in out and "6,176,387" in out
+
+
+def test_tampered_layer_fails_naming_the_row(capsys, monkeypatch):
+    tampered = list(scratch.CONVS)
+    tampered[2] = (96, 2)  # conv3: 128 -> 96 filters
+    monkeypatch.setattr(scratch, "CONVS", tuple(tampered))
+    assert cli.main(["summary", "scratch_discriminator"]) == 1
+    captured = capsys.readouterr()
+    mismatched = [line for line in check_lines(captured.out) if line.endswith("MISMATCH")]
+    assert [line.split()[0] for line in mismatched] == ["5", "6", "7", "total"]
+    assert "scratch_discriminator Table 1 row 5 (Conv2D: conv3)" in captured.err
+    assert "Table 1 Total params" in captured.err
+
+
+def test_unknown_model_is_a_one_line_error(capsys):
+    assert cli.main(["summary", "unet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "received 'unet'" in err and "unet_generator" in err
+
+
+def test_models_or_all_required(capsys):
+    assert cli.main(["summary"]) == 1
+    assert "received neither" in capsys.readouterr().err
+    assert cli.main(["summary", "--all", "wgan_critic"]) == 1
+    assert "received both" in capsys.readouterr().err
