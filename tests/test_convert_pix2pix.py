@@ -1,0 +1,187 @@
+"""SAR2Optical checkpoints -> Keras: numerical parity with PyTorch, strict key checks, `sar2opt convert`."""
+
+import numpy as np
+import pytest
+
+from keras_sar2opt.cli import main
+from keras_sar2opt.convert import torch_reference
+from keras_sar2opt.convert.pix2pix import (
+    convert_discriminator,
+    generator_config,
+    load_pix2pix_discriminator,
+    load_pix2pix_generator,
+)
+from keras_sar2opt.errors import Sar2OptError
+
+TOLERANCE = 1e-4
+
+
+def _randomise(module, seed):
+    """Random weights and non-trivial BatchNorm statistics, then eval mode (dropout off, running stats)."""
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
+                layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 0.4 - 0.2)
+                layer.running_mean.copy_(torch.rand(layer.running_mean.shape, generator=generator) - 0.5)
+                layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) * 1.5 + 0.5)
+                layer.num_batches_tracked.fill_(180)
+    return module.eval()
+
+
+def _torch_output(module, *inputs_nhwc):
+    torch = pytest.importorskip("torch")
+    x = torch.cat([torch.from_numpy(x.transpose(0, 3, 1, 2)) for x in inputs_nhwc], dim=1)
+    with torch.no_grad():
+        return module(x).numpy().transpose(0, 2, 3, 1)
+
+
+def _numpy_state(module):
+    return {k: v.numpy() for k, v in module.state_dict().items()}
+
+
+def _inputs(seed, size, count=1, batch=1):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def generator_checkpoint(tmp_path_factory):
+    """A transposed-decoder generator saved like the published checkpoints, and its PyTorch module."""
+    torch = pytest.importorskip("torch")
+    module = _randomise(torch_reference.pix2pix_generator(), seed=1)
+    path = tmp_path_factory.mktemp("ckpt") / "pix2pix_gen_180.pth"
+    torch.save(module.state_dict(), path)
+    return path, module
+
+
+@pytest.mark.torch
+def test_generator_parity_transpose_decoder(generator_checkpoint):
+    path, module = generator_checkpoint
+    (x,) = _inputs(0, 256)
+    expected = _torch_output(module, x)
+    assert expected.std() > 0.02  # a saturated or constant output would prove nothing
+    model = load_pix2pix_generator(path)
+    got = np.asarray(model(x, training=False))
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_generator_parity_upsample_decoder(tmp_path, mode):
+    torch = pytest.importorskip("torch")
+    module = _randomise(torch_reference.pix2pix_generator(decoder="upsample", upsample_mode=mode), seed=2)
+    path = tmp_path / "gen_upsample.pth"
+    torch.save(module.state_dict(), path)
+    (x,) = _inputs(1, 256)
+    expected = _torch_output(module, x)
+    assert expected.std() > 0.02
+    model = load_pix2pix_generator(path, upsample_mode=mode)
+    assert model.get_layer("dec1_upsample") is not None
+    got = np.asarray(model(x, training=False))
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+@pytest.mark.torch
+def test_discriminator_parity(tmp_path):
+    torch = pytest.importorskip("torch")
+    module = _randomise(torch_reference.pix2pix_discriminator(), seed=3)
+    path = tmp_path / "pix2pix_disc_180.pth"
+    torch.save(module.state_dict(), path)
+    sar, optical = _inputs(2, 256, count=2, batch=2)
+    expected = _torch_output(module, sar, optical)
+    model = load_pix2pix_discriminator(path)
+    got = np.asarray(model([sar, optical], training=False))
+    assert got.shape == (2, 30, 30, 1)
+    assert np.abs(got - expected).max() <= TOLERANCE
+
+
+@pytest.mark.torch
+def test_strict_mapping_lists_every_problem_in_one_error():
+    pytest.importorskip("torch")
+    state = _numpy_state(torch_reference.pix2pix_discriminator())
+    del state["model.model.2.conv_block.1.running_var"]
+    state["model.model.9.weight"] = np.zeros(3, np.float32)
+    state["model.model.3.conv_block.0.weight"] = np.zeros((512, 256, 3, 3), np.float32)
+    with pytest.raises(Sar2OptError) as error:
+        convert_discriminator(state, image_size=32, source="d.pth")
+    message = str(error.value)
+    assert "\n" not in message and "d.pth" in message
+    assert "1 missing keys: model.model.2.conv_block.1.running_var" in message
+    assert "1 unexpected keys: model.model.9.weight" in message
+    assert "1 shape mismatches: model.model.3.conv_block.0.weight (512, 256, 3, 3)" in message
+
+
+@pytest.mark.torch
+def test_non_strict_skips_missing_and_unexpected_but_not_shapes():
+    pytest.importorskip("torch")
+    state = _numpy_state(torch_reference.pix2pix_discriminator())
+    del state["model.model.4.bias"]
+    state["extra.weight"] = np.zeros(1, np.float32)
+    model, config, report = convert_discriminator(state, image_size=32, strict=False)
+    assert config == {"sar_channels": 3, "optical_channels": 3}
+    assert report.missing == ["model.model.4.bias"] and report.unexpected == ["extra.weight"]
+    assert len(report.ignored) == 3  # num_batches_tracked of the three BatchNorms
+    np.testing.assert_array_equal(
+        model.get_layer("disc4_conv").kernel.numpy(), state["model.model.4.weight"].transpose(2, 3, 1, 0)
+    )
+    state["model.model.0.conv_block.0.bias"] = np.zeros(5, np.float32)
+    with pytest.raises(Sar2OptError, match="1 shape mismatches"):
+        convert_discriminator(state, image_size=32, strict=False)
+
+
+@pytest.mark.torch
+def test_generator_variant_and_channels_come_from_the_keys():
+    pytest.importorskip("torch")
+    transpose = _numpy_state(torch_reference.pix2pix_generator(in_channels=1))
+    upsample = _numpy_state(torch_reference.pix2pix_generator(decoder="upsample"))
+    assert generator_config(transpose) == {"decoder": "transpose", "in_channels": 1, "out_channels": 3}
+    assert generator_config(upsample)["decoder"] == "upsample"
+    disc = _numpy_state(torch_reference.pix2pix_discriminator())
+    with pytest.raises(Sar2OptError, match=r"generator state_dict .* in disc.pth, received keys \['model.model"):
+        generator_config(disc, source="disc.pth")
+
+
+@pytest.mark.torch
+def test_convert_command_writes_working_keras_files(generator_checkpoint, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import keras
+
+    gen_path, gen_module = generator_checkpoint
+    disc_module = _randomise(torch_reference.pix2pix_discriminator(), seed=4)
+    disc_path = tmp_path / "disc.pth"
+    torch.save({"epoch": 180, "model_state_dict": disc_module.state_dict()}, disc_path)
+    out = tmp_path / "converted" / "sar2optical.keras"
+    assert main(["convert", str(gen_path), "--disc", str(disc_path), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "decoder transpose" in printed and "79 tensors loaded, 15 BatchNorm step counters ignored" in printed
+    assert "19 tensors loaded, 3 BatchNorm step counters ignored" in printed
+
+    disc = keras.saving.load_model(out.with_name("sar2optical_disc.keras"), compile=False)
+    sar, optical = _inputs(5, 256, count=2)
+    got = np.asarray(disc([sar, optical], training=False))
+    assert np.abs(got - _torch_output(disc_module, sar, optical)).max() <= TOLERANCE
+    gen = keras.saving.load_model(out, compile=False)
+    got = np.asarray(gen(sar, training=False))
+    assert np.abs(got - _torch_output(gen_module, sar)).max() <= TOLERANCE
+
+
+def test_convert_command_errors_are_one_line(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "g.keras")]) == 1
+    assert "missing path" in capsys.readouterr().err
+    (tmp_path / "g.pth").write_bytes(b"\x80\x02}q\x00.")  # a pickled empty dict
+    assert main(["convert", str(tmp_path / "g.pth"), "-o", str(tmp_path / "g.h5")]) == 1
+    assert "Expected -o to end in .keras" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_data_parallel_prefix_is_accepted():
+    pytest.importorskip("torch")
+    state = _numpy_state(torch_reference.pix2pix_discriminator())
+    model, _, report = convert_discriminator({f"module.{k}": v for k, v in state.items()}, image_size=32)
+    assert len(report.loaded) == 19
+    np.testing.assert_array_equal(
+        model.get_layer("disc1_bn").moving_variance.numpy(), state["model.model.1.conv_block.1.running_var"]
+    )
