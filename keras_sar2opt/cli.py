@@ -6,7 +6,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_sar2opt.commands import summary  # noqa: E402
+from keras_sar2opt.commands import convert, make_synthetic, summary, translate  # noqa: E402
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 
 # Each command module defines `register(subparsers)`, which adds its parser and
@@ -14,6 +14,9 @@ from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 # Command modules import TensorFlow/Keras inside their functions so `--help` stays fast.
 COMMANDS = (
     summary,
+    make_synthetic,
+    convert,
+    translate,
 )
 
 

@@ -1,0 +1,215 @@
+"""Image decoding and radiometric scaling for SAR and optical tiles (DESIGN §5, report §3.4)."""
+
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from keras_sar2opt.errors import Sar2OptError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+# Ways the values of a SAR file may be stored, for `to_unit(..., {"input": ...})`.
+SAR_INPUTS = ("auto", "image", "linear", "amplitude", "db")
+SAR_OPTION_KEYS = ("input", "db_range", "percentiles")
+DEFAULT_PERCENTILES = (1.0, 99.0)
+# End-of-file markers, searched in a file's last 64 bytes: a file without one was cut short.
+_END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
+
+
+class ImageInfo(NamedTuple):
+    height: int
+    width: int
+    channels: int
+
+
+def _require_image_file(path):
+    path = Path(path)
+    if not path.is_file():
+        raise Sar2OptError(f"Expected an image file, received {path}, which does not exist")
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise Sar2OptError(f"Expected an image ending in {', '.join(IMAGE_EXTENSIONS)}, received {path}")
+    if path.stat().st_size == 0:
+        raise Sar2OptError(f"Expected image data in {path}, received an empty file (0 bytes)")
+    return path
+
+
+def _check_complete(path, tail):
+    """A PNG/JPEG cut short has no end-of-file marker in its last bytes."""
+    if _END_MARKERS[path.suffix.lower()] not in tail[-64:]:
+        raise Sar2OptError(f"Expected a complete {path.suffix} file, received {path}, which is truncated")
+
+
+def _read_header(path):
+    """Size and channels of a PNG/JPEG from its header, after checking that the file is complete."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            channels = len(image.getbands())
+    except (OSError, ValueError):
+        raise Sar2OptError(f"Expected a readable {path.suffix} image, received {path}, which is not one") from None
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 64))
+        _check_complete(path, handle.read())
+    return ImageInfo(height, width, channels)
+
+
+def _read_tiff(path):
+    import rasterio  # GDAL reads every GeoTIFF compression; imported here as it is slow to load
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path) as dataset:
+                bands = dataset.read()
+    except rasterio.errors.RasterioError as error:
+        raise Sar2OptError(f"Expected a readable TIFF, received {path} ({error})") from None
+    return np.moveaxis(bands, 0, -1)
+
+
+def _read_raster(path):
+    encoded = path.read_bytes()
+    _check_complete(path, encoded)  # OpenCV decodes a truncated JPEG without complaint
+    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise Sar2OptError(f"Expected a readable {path.suffix} image, received {path}, which cannot be decoded")
+    if image.ndim == 3:  # OpenCV decodes to BGR(A)
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return image
+
+
+def read_image(path):
+    """Decode an image file to an HxWxC array of its native dtype (uint8, uint16 or float).
+
+    PNG/JPEG go through OpenCV (8- and 16-bit), TIFF/GeoTIFF through rasterio. Raises
+    `Sar2OptError` naming the file when it is missing, empty, truncated, unreadable or holds
+    non-finite values.
+    """
+    path = _require_image_file(path)
+    image = _read_tiff(path) if path.suffix.lower() in TIFF_EXTENSIONS else _read_raster(path)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.size == 0:
+        raise Sar2OptError(f"Expected a non-empty image, received {path} with shape {image.shape}")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        bad = int(image.size - np.count_nonzero(np.isfinite(image)))
+        raise Sar2OptError(f"Expected finite values in {path}, received {bad} NaN or infinite pixels")
+    return image
+
+
+def inspect_image(path):
+    """Check a file and return its `ImageInfo`, raising `Sar2OptError` naming it if bad.
+
+    PNG/JPEG: header and end-of-file marker only (no decode). TIFF: fully read, so non-finite
+    values are found before training rather than mid-epoch.
+    """
+    path = _require_image_file(path)
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        return ImageInfo(*read_image(path).shape)
+    return _read_header(path)
+
+
+def to_channels(image, channels=3, path=None):
+    """Return an HxWxC image with `channels` (1 or 3) channels.
+
+    One channel is repeated to three (the report's networks take 3); a second band (grey+alpha,
+    or VH of dual-pol SAR) and an alpha channel are dropped; three channels become one by
+    averaging.
+    """
+    count = image.shape[-1]
+    if count not in (1, 2, 3, 4):
+        where = f" in {path}" if path else ""
+        raise Sar2OptError(f"Expected 1 to 4 channels{where}, received {count}")
+    if channels == 1:
+        return image[..., :1] if count <= 2 else image[..., :3].mean(axis=-1, keepdims=True)
+    if channels == 3:
+        return np.repeat(image[..., :1], 3, axis=-1) if count <= 2 else image[..., :3]
+    raise Sar2OptError(f"Expected 1 or 3 output channels, received {channels}")
+
+
+def linear_to_db(values, amplitude=False):
+    """Linear intensity (or amplitude) to decibels, flooring zeros at 1e-10 (-100 dB)."""
+    values = np.maximum(np.asarray(values, np.float32), np.float32(1e-10))
+    logs = cv2.log(values.reshape(-1, 1)).reshape(values.shape)  # OpenCV's log: several times NumPy's speed
+    return logs * np.float32((20.0 if amplitude else 10.0) / np.log(10.0))
+
+
+def percentile_stretch(values, low, high):
+    """Map the [low, high] percentiles of `values` to [0, 1] and clip."""
+    lo, hi = (float(v) for v in np.percentile(values, (low, high)))
+    return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+
+
+def check_sar_options(sar_options):
+    """Validate a SAR options dict (see `to_unit`) and return its "input" kind."""
+    unknown = sorted(set(sar_options) - set(SAR_OPTION_KEYS))
+    if unknown:
+        raise Sar2OptError(f"Expected SAR options among {', '.join(SAR_OPTION_KEYS)}, received {', '.join(unknown)}")
+    kind = sar_options.get("input", "auto")
+    if kind not in SAR_INPUTS:
+        raise Sar2OptError(f"Expected SAR input among {', '.join(SAR_INPUTS)}, received {kind!r}")
+    for key in ("db_range", "percentiles"):
+        value = sar_options.get(key)
+        if value is not None and (len(value) != 2 or not value[0] < value[1]):
+            raise Sar2OptError(f"Expected {key} as [low, high] with low < high, received {value!r}")
+    return kind
+
+
+def _image_to_unit(values, percentiles):
+    if percentiles is not None:
+        return percentile_stretch(values.astype(np.float32), *percentiles)
+    if values.dtype.kind in "ui":
+        scaled = values.astype(np.float32)
+        scaled *= np.float32(1.0 / np.iinfo(values.dtype).max)
+        return scaled
+    values = values.astype(np.float32)
+    if values.min() >= 0.0 and values.max() <= 1.0:
+        return values
+    return percentile_stretch(values, *DEFAULT_PERCENTILES)
+
+
+def to_unit(array, sar_options=None):
+    """Scale an image to float32 in [0, 1].
+
+    `sar_options=None` (optical, or SAR stored as display images): integers are divided by their
+    dtype's maximum (8- and 16-bit); floats in [0, 1] are kept, other floats get a 1-99 percentile
+    stretch. A dict selects SAR scaling:
+      - "input": "image" (display-scaled values, as above), "linear" (intensity, converted to dB),
+        "amplitude" (converted to dB with 20 log10), "db", or "auto" (default: integers are images,
+        floats with negative values are dB, other floats linear intensity);
+      - "db_range": [low, high] dB mapped to [0, 1] (e.g. [-25, 0] as in SEN1-2);
+        without it dB values get a percentile stretch;
+      - "percentiles": [low, high] clip percentiles (default [1, 99] for dB values; for images
+        only when given).
+    """
+    array = np.asarray(array)
+    if sar_options is None:
+        return _image_to_unit(array, None)
+    kind = check_sar_options(sar_options)
+    if kind == "auto":
+        kind = "image" if array.dtype.kind in "ui" else ("db" if array.min() < 0 else "linear")
+    if kind == "image":
+        return _image_to_unit(array, sar_options.get("percentiles"))
+    values = array.astype(np.float32)
+    if kind != "db":
+        values = linear_to_db(values, amplitude=kind == "amplitude")
+    if sar_options.get("db_range") is not None:
+        low, high = sar_options["db_range"]
+        return np.clip((values - low) / (high - low), 0.0, 1.0)
+    return percentile_stretch(values, *(sar_options.get("percentiles") or DEFAULT_PERCENTILES))
+
+
+def write_png(path, image_unit_float):
+    """Write a [0, 1] float image (HxW, HxWx1 or HxWx3) as an 8-bit PNG; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.round(np.clip(np.asarray(image_unit_float, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(os.fspath(path), image):
+        raise Sar2OptError(f"Expected a writable PNG path, received {path}")
+    return path

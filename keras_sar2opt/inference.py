@@ -1,0 +1,435 @@
+"""Translation of SAR images, folders and whole GeoTIFF scenes with a generator (report §3.4–§3.5).
+
+An input larger than the generator's size is cut into overlapping tiles; tile outputs are blended
+with separable raised-cosine ramps over the overlaps and normalised by the accumulated weights, so
+no seams appear. Scenes are processed one row-strip of tiles at a time, read and written in windows
+(GeoTIFF in, GeoTIFF out with the same CRS and transform), so memory stays bounded by the width.
+"""
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_sar2opt.data.io import (
+    DEFAULT_PERCENTILES,
+    IMAGE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    linear_to_db,
+    read_image,
+    to_channels,
+    to_unit,
+    write_png,
+)
+from keras_sar2opt.data.preprocess import apply_preprocessing
+from keras_sar2opt.errors import Sar2OptError
+
+CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
+# Preprocessing steps a windowed scene can apply strip by strip: pointwise, or local within
+# `window` (each strip is read with a halo of window // 2 rows, so results equal whole-image ones).
+POINTWISE_STEPS = ("gamma",)
+LOCAL_STEPS = ("median", "lee", "enhanced_lee", "frost")
+DEFAULT_WINDOW = 7
+# Scaling statistics (percentiles) of a scene come from a decimated read of at most this many pixels.
+OVERVIEW_PIXELS = 1 << 20
+# GDAL's block cache (MB) while a scene is translated; its default is 5% of the machine's memory.
+GDAL_CACHE_MB = 256
+GRID_MAX_SIDE = 1024
+GRID_GAP = 8
+
+
+def load_generator(path, *, upsample_mode="nearest"):
+    """A generator from a `.keras` file, or converted on the fly from a SAR2Optical `.pth`/`.safetensors`."""
+    path = Path(path)
+    if not path.is_file():
+        raise Sar2OptError(f"Expected a model file (.keras, .pth, .safetensors), received {path}, which does not exist")
+    suffix = path.suffix.lower()
+    if suffix in CHECKPOINT_EXTENSIONS:
+        from keras_sar2opt.convert.pix2pix import load_pix2pix_generator
+
+        return load_pix2pix_generator(path, upsample_mode=upsample_mode)
+    if suffix != ".keras":
+        raise Sar2OptError(f"Expected a model file ending in .keras, .pth or .safetensors, received {path}")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise Sar2OptError(
+            f"Expected a loadable .keras model, received {path} ({type(error).__name__}: {error})"
+        ) from None
+
+
+def tile_size(model):
+    """Side of the square tiles `model` translates; its output must have its input's size."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise Sar2OptError(f"Expected a generator with one input and one output, received {model.name}")
+    height, width = inputs[0].shape[1:3]
+    if height is None or height != width or tuple(outputs[0].shape[1:3]) != (height, width):
+        raise Sar2OptError(
+            f"Expected a generator with square fixed-size input and output, received {model.name} "
+            f"with input {tuple(inputs[0].shape)} and output {tuple(outputs[0].shape)}"
+        )
+    return height
+
+
+def tile_starts(length, tile, overlap):
+    """Start offsets of tiles covering `length` with at least `overlap` shared pixels; the last ends at `length`."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    return [min(i * stride, length - tile) for i in range(count)]
+
+
+def blend_weights(tile, overlap, ramp_in, ramp_out):
+    """1-D tile weights: 1 inside, raised-cosine ramps over `overlap` pixels on sides with a neighbour.
+
+    Facing ramps sum to one (sin^2 + cos^2) where tiles overlap by exactly `overlap`.
+    """
+    weights = np.ones(tile, np.float32)
+    if overlap:
+        ramp = np.sin(0.5 * np.pi * (np.arange(overlap) + 0.5) / overlap).astype(np.float32) ** 2
+        if ramp_in:
+            weights[:overlap] = np.minimum(weights[:overlap], ramp)
+        if ramp_out:
+            weights[-overlap:] = np.minimum(weights[-overlap:], ramp[::-1])
+    return weights
+
+
+def translate_strips(model, source, sink, *, overlap=None, batch_size=4, preview=None, progress=True, desc=None):
+    """Translate `source` into `sink`, one row-strip of overlapping tiles at a time.
+
+    `source.read(y0, y1)` returns rows y0..y1 as float32 [0, 1] with the model's input channels;
+    `sink.write(y0, rows)` receives finished output rows in [0, 1]. Only one strip of input and a
+    tile-high accumulator (with its weights) are held in memory.
+    """
+    tile = tile_size(model)
+    overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise Sar2OptError(f"Expected a tile overlap in [0, {tile - 1}] for {tile}-pixel tiles, received {overlap}")
+    if batch_size < 1:
+        raise Sar2OptError(f"Expected a positive batch size, received {batch_size}")
+    height, width = source.height, source.width
+    ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    row_weights = [blend_weights(tile, overlap, i > 0, i < len(ys) - 1) for i in range(len(ys))]
+    col_weights = [blend_weights(tile, overlap, j > 0, j < len(xs) - 1) for j in range(len(xs))]
+    padded_width = max(width, tile)
+    channels = model.outputs[0].shape[-1]
+    total = np.zeros((tile, padded_width, channels), np.float32)
+    weight = np.zeros((tile, padded_width, 1), np.float32)
+    bar = tqdm(total=len(ys) * len(xs), desc=desc, unit="tile", disable=not progress, leave=False)
+    with bar:
+        for i, y in enumerate(ys):
+            strip = source.read(y, min(y + tile, height))
+            padding = ((0, tile - strip.shape[0]), (0, padded_width - width), (0, 0))
+            tiles = np.pad(strip, padding, mode="reflect") * 2.0 - 1.0
+            for b in range(0, len(xs), batch_size):
+                batch = xs[b : b + batch_size]
+                outputs = model.predict_on_batch(np.stack([tiles[:, x : x + tile] for x in batch]))
+                for j, (x, output) in enumerate(zip(batch, np.asarray(outputs)), start=b):
+                    w = (row_weights[i][:, None] * col_weights[j][None, :])[..., None]
+                    total[:, x : x + tile] += (output + 1.0) * 0.5 * w
+                    weight[:, x : x + tile] += w
+                bar.update(len(batch))
+            done = (ys[i + 1] if i + 1 < len(ys) else height) - y
+            rows = total[:done, :width] / weight[:done, :width]
+            sink.write(y, rows)
+            if preview is not None:
+                preview.add(y, strip[:done], rows)
+            total[: tile - done], weight[: tile - done] = total[done:], weight[done:]
+            total[tile - done :], weight[tile - done :] = 0.0, 0.0
+
+
+def translate_array(model, image, *, overlap=None, batch_size=4, progress=False):
+    """Translate an in-memory float [0, 1] HxWxC image of any size; returns float32 [0, 1]."""
+    source = _ArraySource(np.asarray(image, np.float32))
+    sink = _ArraySink(source.height, source.width, model.outputs[0].shape[-1])
+    translate_strips(model, source, sink, overlap=overlap, batch_size=batch_size, progress=progress)
+    return sink.image
+
+
+def _step_options(steps):
+    return [(step, {}) if isinstance(step, str) else step for step in steps or ()]
+
+
+def scene_halo(steps):
+    """Rows of context a strip needs so windowed preprocessing equals whole-image preprocessing."""
+    halo = 0
+    for name, options in _step_options(steps):
+        if name in LOCAL_STEPS:
+            halo = max(halo, int(options.get("window", DEFAULT_WINDOW)) // 2)
+        elif name not in POINTWISE_STEPS:
+            raise Sar2OptError(
+                f"Expected scene preprocessing among {', '.join(POINTWISE_STEPS + LOCAL_STEPS)}, received {name!r}"
+            )
+    return halo
+
+
+def strip_sar_options(overview, sar_options):
+    """SAR options that make `to_unit` pointwise, with the scene's statistics taken from `overview`.
+
+    Percentile stretches become fixed [low, high] ranges computed on the overview, so every strip
+    of a scene is scaled the same way.
+    """
+    options = dict(sar_options or {})
+    kind = options.get("input", "auto" if sar_options is not None else "image")
+    if kind == "auto":
+        kind = "image" if overview.dtype.kind in "ui" else ("db" if overview.min() < 0 else "linear")
+    percentiles = options.get("percentiles")
+    values = overview.astype(np.float32)
+    if kind == "image":
+        if overview.dtype.kind in "ui" and percentiles is None:
+            return {"input": "image"}
+        if percentiles is None and values.min() >= 0.0 and values.max() <= 1.0:
+            return {"input": "db", "db_range": [0.0, 1.0]}
+        # "db" with a db_range is a fixed linear stretch of the values as they are.
+        kind = "db"
+    elif options.get("db_range") is not None:
+        return {"input": kind, "db_range": list(options["db_range"])}
+    elif kind != "db":
+        values = linear_to_db(values, amplitude=kind == "amplitude")
+    low, high = (float(v) for v in np.percentile(values, percentiles or DEFAULT_PERCENTILES))
+    return {"input": kind, "db_range": [low, high if high > low else low + max(abs(low), 1.0) * 1e-6]}
+
+
+class _ArraySource:
+    """An in-memory [0, 1] image."""
+
+    def __init__(self, image):
+        self.image = image
+        self.height, self.width = image.shape[:2]
+
+    def read(self, y0, y1):
+        return self.image[y0:y1]
+
+
+class _ArraySink:
+    def __init__(self, height, width, channels):
+        self.image = np.zeros((height, width, channels), np.float32)
+
+    def write(self, y0, rows):
+        self.image[y0 : y0 + rows.shape[0]] = rows
+
+
+def _to_uint8(image):
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+class _PNGSink:
+    """Collects 8-bit rows and writes one PNG when its context ends without an error."""
+
+    def __init__(self, path, height, width, channels):
+        self.path = path
+        self.image = np.zeros((height, width, channels), np.uint8)
+
+    def write(self, y0, rows):
+        self.image[y0 : y0 + rows.shape[0]] = _to_uint8(rows)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        if error_type is None:
+            write_png(self.path, self.image.astype(np.float32) / 255.0)
+
+
+class _GeoTIFFSource:
+    """A TIFF read in row windows through rasterio, scaled and preprocessed strip by strip."""
+
+    def __init__(self, path, channels, steps, sar_options):
+        import rasterio
+
+        self.path, self.channels, self.steps = path, channels, steps
+        self.halo = scene_halo(steps)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self.dataset = rasterio.open(path)
+        except rasterio.errors.RasterioError as error:
+            raise Sar2OptError(f"Expected a readable TIFF, received {path} ({error})") from None
+        try:
+            self.height, self.width = self.dataset.height, self.dataset.width
+            scale = max(1.0, math.sqrt(self.height * self.width / OVERVIEW_PIXELS))
+            shape = (self.dataset.count, max(1, round(self.height / scale)), max(1, round(self.width / scale)))
+            self.options = strip_sar_options(self._read(out_shape=shape), sar_options)
+        except BaseException:
+            self.dataset.close()
+            raise
+
+    def _read(self, **kwargs):
+        """Bands as HxWxC; GDAL errors and non-finite values become Sar2OptError."""
+        import rasterio
+
+        try:
+            bands = self.dataset.read(**kwargs)
+        except rasterio.errors.RasterioError as error:
+            raise Sar2OptError(f"Expected a readable TIFF, received {self.path} ({error})") from None
+        if bands.dtype.kind == "f" and not np.isfinite(bands).all():
+            raise Sar2OptError(f"Expected finite values in {self.path}, received NaN or infinite pixels")
+        return np.moveaxis(bands, 0, -1)
+
+    def read(self, y0, y1):
+        from rasterio.windows import Window
+
+        top, bottom = max(0, y0 - self.halo), min(self.height, y1 + self.halo)
+        raw = self._read(window=Window(0, top, self.width, bottom - top))
+        unit = apply_preprocessing(to_unit(raw, self.options), self.steps)
+        return to_channels(unit, self.channels, self.path)[y0 - top : y1 - top]
+
+    @property
+    def georeference(self):
+        return {"crs": self.dataset.crs, "transform": self.dataset.transform}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.dataset.close()
+
+
+class _GeoTIFFSink:
+    """An 8-bit GeoTIFF written row window by row window, georeferenced like the input; removed on error."""
+
+    def __init__(self, path, height, width, channels, georeference):
+        import rasterio
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        profile = dict(
+            driver="GTiff", height=height, width=width, count=channels, dtype="uint8",
+            tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+        )
+        profile.update({k: v for k, v in (georeference or {}).items() if v is not None})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            self.dataset = rasterio.open(path, "w", **profile)
+
+    def write(self, y0, rows):
+        from rasterio.windows import Window
+
+        window = Window(0, y0, rows.shape[1], rows.shape[0])
+        self.dataset.write(np.moveaxis(_to_uint8(rows), -1, 0), window=window)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        self.dataset.close()
+        if error_type is not None:
+            self.path.unlink(missing_ok=True)
+
+
+class _Preview:
+    """A decimated copy of the input and output rows as they pass, for the side-by-side grid."""
+
+    def __init__(self, height, width):
+        self.step = max(1, math.ceil(max(height, width) / GRID_MAX_SIDE))
+        self.inputs, self.outputs = [], []
+
+    def add(self, y0, inputs, outputs):
+        first = (-y0) % self.step
+        self.inputs.append(inputs[first :: self.step, :: self.step])
+        self.outputs.append(outputs[first :: self.step, :: self.step])
+
+    def write(self, path):
+        inputs = to_channels(np.concatenate(self.inputs), 3)
+        outputs = to_channels(np.concatenate(self.outputs), 3)
+        gap = np.ones((inputs.shape[0], GRID_GAP, 3), np.float32)
+        return write_png(path, np.concatenate([inputs, gap, outputs], axis=1))
+
+
+def translate_file(
+    model, src, dst, *, steps=None, sar_options=None, overlap=None, batch_size=4, grid=False, progress=True
+):
+    """Translate one SAR image file into `dst` (8-bit PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
+
+    TIFF inputs are read in windows (scaling statistics from a decimated overview); other formats are
+    read whole. A TIFF output keeps the input's CRS and transform. `grid=True` also writes
+    `<dst stem>_grid.png`: the preprocessed input beside the translation. Returns the output path.
+    """
+    import rasterio
+
+    src, dst = Path(src), Path(dst)
+    channels, out_channels = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), contextlib.ExitStack() as stack:
+        if src.suffix.lower() in TIFF_EXTENSIONS:
+            source = stack.enter_context(_GeoTIFFSource(src, channels, steps, sar_options))
+            georeference = source.georeference
+        else:
+            image = apply_preprocessing(to_unit(read_image(src), sar_options), steps)
+            source, georeference = _ArraySource(to_channels(image, channels, src)), None
+        if dst.suffix.lower() in TIFF_EXTENSIONS:
+            sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference)
+        else:
+            sink = _PNGSink(dst, source.height, source.width, out_channels)
+        stack.enter_context(sink)
+        preview = _Preview(source.height, source.width) if grid else None
+        translate_strips(
+            model, source, sink, overlap=overlap, batch_size=batch_size, preview=preview,
+            progress=progress, desc=src.name,
+        )
+    if grid:
+        preview.write(dst.with_name(f"{dst.stem}_grid.png"))
+    return dst
+
+
+def plan_outputs(inputs, out):
+    """Pair each input image (files, or folders searched recursively) with its output path.
+
+    One input file and an `out` ending in .png/.tif/.tiff: that file. Otherwise `out` is a folder;
+    outputs keep the inputs' relative paths (folders) or names (files), as .tif for TIFF inputs
+    and .png for the rest.
+    """
+    out = Path(out)
+    sources = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise Sar2OptError(f"Expected images ({', '.join(IMAGE_EXTENSIONS)}) in folder {item}, received none")
+            sources += [(p, p.relative_to(item)) for p in found]
+        elif item.is_file():
+            sources.append((item, Path(item.name)))
+        else:
+            raise Sar2OptError(f"Expected an image file or folder, received {item}, which does not exist")
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    if single_file and out.suffix.lower() in (".png",) + TIFF_EXTENSIONS:
+        return [(sources[0][0], out)]
+    plan, seen = [], {}
+    for src, relative in sources:
+        suffix = ".tif" if src.suffix.lower() in TIFF_EXTENSIONS else ".png"
+        dst = out / relative.with_suffix(suffix)
+        if dst in seen:
+            raise Sar2OptError(f"Expected distinct output names, received {seen[dst]} and {src} both mapping to {dst}")
+        seen[dst] = src
+        plan.append((src, dst))
+    return plan
+
+
+def translate_paths(model, inputs, out, *, progress=True, **options):
+    """Translate files and folders (see `plan_outputs`) with a progress bar over files; returns output paths."""
+    plan = plan_outputs(inputs, out)
+    written = []
+    for src, dst in tqdm(plan, desc="translate", unit="image", disable=not progress):
+        written.append(translate_file(model, src, dst, progress=progress, **options))
+    return written
+
+
+__all__ = [
+    "blend_weights",
+    "load_generator",
+    "plan_outputs",
+    "scene_halo",
+    "strip_sar_options",
+    "tile_size",
+    "tile_starts",
+    "translate_array",
+    "translate_file",
+    "translate_paths",
+    "translate_strips",
+]

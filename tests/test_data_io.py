@@ -1,0 +1,92 @@
+"""Image decoding (8/16-bit PNG, float TIFF and GeoTIFF) and SAR scaling to [0, 1]."""
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+import tifffile
+
+from keras_sar2opt.data.io import inspect_image, read_image, to_channels, to_unit, write_png
+from keras_sar2opt.errors import Sar2OptError
+
+
+def test_16_bit_png_keeps_its_values(tmp_path):
+    grey = np.array([[0, 1000], [32768, 65535]], np.uint16)
+    cv2.imwrite(str(tmp_path / "grey.png"), grey)
+    decoded = read_image(tmp_path / "grey.png")
+    assert decoded.dtype == np.uint16 and decoded.shape == (2, 2, 1)
+    np.testing.assert_array_equal(decoded[..., 0], grey)
+    np.testing.assert_allclose(to_unit(decoded)[..., 0], grey / 65535.0, atol=1e-7)
+
+    rgb = np.zeros((2, 2, 3), np.uint16)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 100, 20000, 65535  # R, G, B
+    cv2.imwrite(str(tmp_path / "rgb.png"), rgb[..., ::-1])  # OpenCV writes BGR
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png")[0, 0], [100, 20000, 65535])
+    assert inspect_image(tmp_path / "rgb.png") == (2, 2, 3)
+
+
+def test_float_tiff_and_geotiff_decode(tmp_path):
+    linear = np.random.default_rng(0).gamma(1.0, 0.05, (8, 6)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "plain.tif", linear)
+    decoded = read_image(tmp_path / "plain.tif")
+    assert decoded.dtype == np.float32 and decoded.shape == (8, 6, 1)
+    np.testing.assert_array_equal(decoded[..., 0], linear)
+
+    bands = np.stack([linear, linear * 0.2])  # VV, VH
+    profile = dict(driver="GTiff", height=8, width=6, count=2, dtype="float32", crs="EPSG:32633",
+                   transform=rasterio.Affine(10, 0, 500000, 0, -10, 4000000), compress="lzw")
+    with rasterio.open(tmp_path / "scene.tif", "w", **profile) as dataset:
+        dataset.write(bands)
+    decoded = read_image(tmp_path / "scene.tif")
+    assert decoded.shape == (8, 6, 2)
+    np.testing.assert_array_equal(np.moveaxis(decoded, -1, 0), bands)
+    assert inspect_image(tmp_path / "scene.tif") == (8, 6, 2)
+
+
+def test_sar_scaling_linear_db_amplitude_and_percentiles():
+    linear = np.array([[10 ** -2.5, 0.1], [1.0, 10.0]], np.float32)[..., None]
+    db = {"input": "linear", "db_range": [-25, 0]}
+    np.testing.assert_allclose(to_unit(linear, db)[..., 0], [[0.0, 0.6], [1.0, 1.0]], atol=1e-6)
+    # auto: non-negative floats are linear intensity, floats with negatives are already dB
+    np.testing.assert_allclose(to_unit(linear, {"db_range": [-25, 0]}), to_unit(linear, db))
+    in_db = 10 * np.log10(linear)
+    np.testing.assert_allclose(to_unit(in_db, {"db_range": [-25, 0]}), to_unit(linear, db), atol=1e-6)
+    amplitude = np.sqrt(linear)
+    from_amplitude = to_unit(amplitude, {"input": "amplitude", "db_range": [-25, 0]})
+    np.testing.assert_allclose(from_amplitude, to_unit(linear, db), atol=1e-5)
+    ramp = np.arange(101, dtype=np.float32)[:, None, None] - 50.0  # dB values -50..50
+    clipped = to_unit(ramp, {"percentiles": [10, 90]})[..., 0, 0]
+    assert clipped[10] == 0.0 and clipped[90] == 1.0 and clipped[50] == pytest.approx(0.5)
+    assert to_unit(np.array([[[0, 255]]], np.uint8), {}).tolist() == [[[0.0, 1.0]]]
+    assert to_unit(linear, {}).dtype == np.float32
+    with pytest.raises(Sar2OptError, match="Expected SAR input among"):
+        to_unit(linear, {"input": "decibel"})
+    with pytest.raises(Sar2OptError, match="received clip"):
+        to_unit(linear, {"clip": [1, 99]})
+
+
+def test_channels_to_three_and_one():
+    grey = np.arange(4, dtype=np.float32).reshape(2, 2, 1)
+    assert to_channels(grey).shape == (2, 2, 3) and np.all(to_channels(grey) == grey)
+    rgba = np.random.default_rng(0).random((2, 2, 4)).astype(np.float32)
+    np.testing.assert_array_equal(to_channels(rgba), rgba[..., :3])
+    np.testing.assert_allclose(to_channels(rgba[..., :3], 1)[..., 0], rgba[..., :3].mean(-1), rtol=1e-6)
+    with pytest.raises(Sar2OptError, match="Expected 1 to 4 channels in band13.tif, received 13"):
+        to_channels(np.zeros((2, 2, 13)), 3, "band13.tif")
+
+
+def test_write_png_round_trip(tmp_path):
+    image = np.random.default_rng(1).random((5, 7, 3)).astype(np.float32)
+    path = write_png(tmp_path / "out" / "x.png", image)
+    np.testing.assert_allclose(to_unit(read_image(path)), image, atol=0.5 / 255 + 1e-6)
+
+
+def test_truncated_jpeg_and_unknown_extension(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "a.jpg").write_bytes(data[: len(data) // 2])  # OpenCV would decode it partially
+    with pytest.raises(Sar2OptError, match="a.jpg, which is truncated"):
+        read_image(tmp_path / "a.jpg")
+    (tmp_path / "a.bmp").write_bytes(b"BM")
+    with pytest.raises(Sar2OptError, match="Expected an image ending in .png.*a.bmp"):
+        read_image(tmp_path / "a.bmp")

@@ -1,0 +1,107 @@
+"""The tf.data pipeline: shapes and range, joint augmentation, determinism per seed, cache, options."""
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_sar2opt.data import Pair, find_pairs, make_dataset
+from keras_sar2opt.data.pipeline import load_pair
+from keras_sar2opt.data.synthetic import write_synthetic
+from keras_sar2opt.errors import Sar2OptError
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "qx"
+    root = write_synthetic(out, "qxslab", 12, "qxslab", size=32, seed=0, progress=False)
+    return find_pairs(root).pairs
+
+
+def batches(dataset):
+    return [(sar.numpy(), optical.numpy()) for sar, optical in dataset]
+
+
+def test_shapes_range_and_resize(pairs):
+    evaluation = batches(make_dataset(pairs, 32, 5, training=False))
+    assert [b[0].shape for b in evaluation] == [(5, 32, 32, 3), (5, 32, 32, 3), (2, 32, 32, 3)]
+    sar, optical = evaluation[0]
+    assert sar.dtype == np.float32 and sar.min() >= -1 and sar.max() <= 1 and optical.min() >= -1
+    assert np.all(sar[..., 0] == sar[..., 2])  # one SAR channel repeated
+    expected_sar, expected_optical = load_pair(pairs[0], 32)
+    np.testing.assert_array_equal(sar[0], expected_sar)
+    np.testing.assert_allclose(optical[0], cv2.imread(str(pairs[0].optical))[..., ::-1] / 127.5 - 1, atol=1e-6)
+    training = batches(make_dataset(pairs, 16, 5, training=True))
+    assert [b[1].shape for b in training] == [(5, 16, 16, 3), (5, 16, 16, 3)]  # last partial batch dropped
+    one_channel = make_dataset(pairs, 16, 4, training=False, sar_channels=1)
+    assert one_channel.element_spec[0].shape.as_list() == [None, 16, 16, 1]
+
+
+def test_augmentation_moves_both_images_together(tmp_path):
+    sar, optical = np.zeros((16, 16), np.uint8), np.zeros((16, 16, 3), np.uint8)
+    sar[2, 5], optical[2, 5] = 255, (255, 0, 0)
+    cv2.imwrite(str(tmp_path / "sar.png"), sar)
+    cv2.imwrite(str(tmp_path / "optical.png"), optical)
+    pair = Pair("marked", tmp_path / "sar.png", tmp_path / "optical.png")
+    (sar_batch, optical_batch), = batches(make_dataset([pair] * 32, 16, 32, training=True, seed=1))
+    positions = set()
+    for sar_image, optical_image in zip(sar_batch, optical_batch):
+        mark = np.unravel_index(np.argmax(sar_image[..., 0]), (16, 16))
+        assert mark == np.unravel_index(np.argmax(optical_image.max(-1)), (16, 16))
+        assert (sar_image[..., 0] > 0).sum() == 1 and (optical_image.max(-1) > 0).sum() == 1
+        positions.add(mark)
+    dihedral = {(r, c) for a, b in ((2, 5), (5, 2)) for r in (a, 15 - a) for c in (b, 15 - b)}
+    assert positions <= dihedral and len(positions) >= 6  # the 8 flips/rotations of (2, 5)
+    plain = batches(make_dataset([pair] * 4, 16, 4, training=True, augment=False))
+    assert all(np.argmax(s[..., 0]) == 2 * 16 + 5 for s in plain[0][0])
+
+
+def test_deterministic_per_seed_and_reshuffled_per_epoch(pairs):
+    first = make_dataset(pairs, 16, 4, training=True, seed=3)
+    second = make_dataset(pairs, 16, 4, training=True, seed=3)
+    epochs = [batches(first), batches(first)]
+    again = [batches(second), batches(second)]
+    for epoch, repeat in zip(epochs, again):
+        for (s1, o1), (s2, o2) in zip(epoch, repeat):
+            np.testing.assert_array_equal(s1, s2)
+            np.testing.assert_array_equal(o1, o2)
+    assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])  # a new order and new flips each epoch
+    other = batches(make_dataset(pairs, 16, 4, training=True, seed=4))
+    assert not np.array_equal(other[0][0], epochs[0][0][0])
+
+
+def test_cache_in_memory_and_on_disk_give_the_same_pairs(pairs, tmp_path):
+    def sorted_rows(data):
+        sar = np.concatenate([b[0] for b in data]).reshape(len(pairs), -1)
+        return sar[np.lexsort(sar.T[::-1])]
+
+    reference = sorted_rows(batches(make_dataset(pairs, 16, 4, training=False)))
+    memory = make_dataset(pairs, 16, 4, training=True, augment=False, drop_remainder=False, cache=True)
+    assert np.array_equal(sorted_rows(batches(memory)), reference)
+    assert np.array_equal(sorted_rows(batches(memory)), reference)  # second epoch from the cache
+    disk = make_dataset(pairs, 16, 4, training=False, cache=tmp_path / "cache")
+    assert np.array_equal(sorted_rows(batches(disk)), reference)
+    assert list(tmp_path.glob("cache*"))
+
+
+def test_preprocessing_and_sar_options_apply_to_sar_only(pairs):
+    plain = batches(make_dataset(pairs[:4], 32, 4, training=False))[0]
+    steps = [("median", {"window": 7}), ("gamma", {"gamma": 7, "convention": "power"})]
+    processed = batches(make_dataset(pairs[:4], 32, 4, training=False, preprocessing=steps))[0]
+    np.testing.assert_array_equal(processed[1], plain[1])
+    assert processed[0].mean() < plain[0].mean() - 0.3  # gamma 7 "power" darkens
+    stretched = batches(make_dataset(pairs[:4], 32, 4, training=False, sar_options={"percentiles": [2, 98]}))[0]
+    assert stretched[0].min() == -1 and stretched[0].max() == 1
+
+
+def test_bad_options_fail_before_tf_data(pairs):
+    with pytest.raises(Sar2OptError, match="received 'bilateral'"):
+        make_dataset(pairs, 32, 4, training=True, preprocessing=["bilateral"])
+    with pytest.raises(Sar2OptError, match="received clip"):
+        make_dataset(pairs, 32, 4, training=True, sar_options={"clip": 1})
+    with pytest.raises(Sar2OptError, match="at least one pair"):
+        make_dataset([], 32, 4, training=True)
+    with pytest.raises(Sar2OptError, match="image size of at least 8, received 0"):
+        make_dataset(pairs, 0, 4, training=True)
+    with pytest.raises(Sar2OptError, match="one full batch of 16 pairs, received 12 pairs"):
+        make_dataset(pairs, 32, 16, training=True)
+    assert len(batches(make_dataset(pairs, 32, 16, training=False))) == 1

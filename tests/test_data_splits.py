@@ -1,0 +1,61 @@
+"""Seeded 80/10/10 splits (Table 6) and the split file a run writes and reloads."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from keras_sar2opt.data import Pair, load_split, save_split, split_pairs
+from keras_sar2opt.errors import Sar2OptError
+
+
+def fake_pairs(count):
+    return [Pair(str(n), Path(f"sar/{n}.png"), Path(f"opt/{n}.png")) for n in range(1, count + 1)]
+
+
+def test_table_6_counts_disjoint_and_complete():
+    pairs = fake_pairs(20000)
+    split = split_pairs(pairs, seed=0)
+    assert {name: len(part) for name, part in split.items()} == {"train": 16000, "val": 2000, "test": 2000}
+    names = [p.name for part in split.values() for p in part]
+    assert sorted(names) == sorted(p.name for p in pairs)
+    assert {k: len(v) for k, v in split_pairs(fake_pairs(10)).items()} == {"train": 8, "val": 1, "test": 1}
+    assert {k: len(v) for k, v in split_pairs(fake_pairs(30), fractions=(0.5, 0.3, 0.2)).items()} == {
+        "train": 15, "val": 9, "test": 6
+    }
+
+
+def test_split_depends_on_seed_not_on_input_order():
+    pairs = fake_pairs(200)
+    shuffled = pairs[:]
+    random.Random(1).shuffle(shuffled)
+    assert split_pairs(pairs, seed=3) == split_pairs(shuffled, seed=3)
+    assert split_pairs(pairs, seed=3)["val"] != split_pairs(pairs, seed=4)["val"]
+
+
+def test_bad_fractions():
+    with pytest.raises(Sar2OptError, match="summing to 1, received"):
+        split_pairs(fake_pairs(10), fractions=(0.8, 0.1, 0.2))
+    with pytest.raises(Sar2OptError, match="three non-negative"):
+        split_pairs(fake_pairs(10), fractions=(0.9, 0.1))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    pairs = []
+    for n in range(1, 11):
+        sar, optical = tmp_path / "sar" / f"{n}.png", tmp_path / "opt" / f"{n}.png"
+        for path in (sar, optical):
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(b"png")
+        pairs.append(Pair(str(n), sar, optical))
+    split = split_pairs(pairs, seed=5)
+    path = save_split(split, tmp_path / "run" / "split.json")
+    assert load_split(path) == split
+    assert json.loads(path.read_text())["val"][0].keys() == {"name", "sar", "optical"}
+    (tmp_path / "sar" / f"{split['test'][0].name}.png").unlink()
+    with pytest.raises(Sar2OptError, match=rf"{split['test'][0].name}\.png listed in .*split\.json to exist"):
+        load_split(path)
+    (tmp_path / "other.json").write_text('{"train": []}')
+    with pytest.raises(Sar2OptError, match="Expected a split file from save_split or a SAR2Optical split.json"):
+        load_split(tmp_path / "other.json")
