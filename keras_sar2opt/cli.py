@@ -6,7 +6,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_sar2opt.commands import convert, make_synthetic, summary, translate  # noqa: E402
+from keras_sar2opt.commands import (  # noqa: E402
+    convert,
+    evaluate,
+    make_synthetic,
+    report,
+    summary,
+    train,
+    translate,
+)
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 
 # Each command module defines `register(subparsers)`, which adds its parser and
@@ -15,8 +23,11 @@ from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 COMMANDS = (
     summary,
     make_synthetic,
+    train,
+    evaluate,
     convert,
     translate,
+    report,
 )
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_sar2opt.data import Pair, find_pairs, make_dataset
-from keras_sar2opt.data.pipeline import load_pair
+from keras_sar2opt.data.loading import load_pair
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
 

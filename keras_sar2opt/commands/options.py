@@ -1,0 +1,61 @@
+"""Command-line options shared by the commands that read SAR: preprocessing (report §3.5) and SAR scaling."""
+
+import argparse
+
+
+class _AppendStep(argparse.Action):
+    """Collect preprocessing options into `args.steps` in command-line order."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        steps = list(getattr(namespace, "steps", None) or [])
+        name, parameter = self.const
+        steps.append((name, {parameter: value}))
+        namespace.steps = steps
+
+
+def add_preprocessing_options(parser):
+    """--median/--lee/--enhanced-lee/--frost WINDOW, --gamma GAMMA and --gamma-convention, kept in order."""
+    filters = parser.add_argument_group("SAR preprocessing (applied in command-line order)")
+    for name, label in (("median", "median"), ("lee", "Lee"), ("enhanced-lee", "enhanced Lee"), ("frost", "Frost")):
+        filters.add_argument(
+            f"--{name}", type=int, metavar="WINDOW", action=_AppendStep, const=(name.replace("-", "_"), "window"),
+            help=f"{label} filter with a WINDOW x WINDOW window (odd)",
+        )
+    filters.add_argument(
+        "--gamma", type=float, metavar="GAMMA", action=_AppendStep, const=("gamma", "gamma"),
+        help="gamma correction (report: 7)",
+    )
+    filters.add_argument(
+        "--gamma-convention", choices=("power", "inverse"), default="power",
+        help="power: out = in ** gamma (default); inverse: out = in ** (1 / gamma)",
+    )
+    parser.set_defaults(steps=[])
+
+
+def preprocessing_steps(args):
+    """The `apply_preprocessing` steps of the parsed options, gamma steps carrying --gamma-convention."""
+    return [
+        (name, {**options, "convention": args.gamma_convention} if name == "gamma" else options)
+        for name, options in args.steps
+    ]
+
+
+def add_sar_scaling_options(parser):
+    """--sar-input, --db-range and --percentiles: how stored SAR values are scaled to [0, 1]."""
+    scaling = parser.add_argument_group("SAR scaling to [0, 1]")
+    scaling.add_argument(
+        "--sar-input", choices=("auto", "image", "linear", "amplitude", "db"), default="auto",
+        help="how SAR values are stored (default auto: integers are images, negative floats dB, other floats linear)",
+    )
+    scaling.add_argument("--db-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="dB range mapped to [0, 1]")
+    scaling.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip percentiles")
+
+
+def sar_options(args):
+    """The `to_unit` SAR options dict of the parsed scaling options."""
+    options = {"input": args.sar_input}
+    if args.db_range:
+        options["db_range"] = args.db_range
+    if args.percentiles:
+        options["percentiles"] = args.percentiles
+    return options

@@ -1,0 +1,279 @@
+"""Evaluation of a generator on a dataset split (report §3.3–§4): per-image metrics, summary, sample grid.
+
+An evaluation folder holds per_image.csv (one row per pair), summary.json (settings, dataset,
+mean/std/min/max of every metric, FID or why it was skipped), summary.md and samples.png
+(SAR as the model saw it | generated | target). Pairs are resized to the generator's size.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports import files
+from keras_sar2opt.reports.datasets import describe_dataset
+from keras_sar2opt.reports.paper import EVALUATION_FIGURES
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "keras_sar2opt.evaluation/1"
+SPLITS = ("test", "val", "train", "all")
+# metric -> (label, unit); "l1" is the report's L1 loss: mean |generated - target| on [-1, 1].
+METRICS = {
+    "psnr": ("PSNR", "dB"),
+    "ssim": ("SSIM", ""),
+    "mae": ("MAE", "[0, 1] scale"),
+    "rmse": ("RMSE", "[0, 1] scale"),
+    "sam": ("SAM", "degrees"),
+    "l1": ("L1", "[-1, 1] scale"),
+}
+SAMPLE_ROWS = 4
+FID_SKIPPED = "FID skipped: no InceptionV3 weights file given (pass --inception-weights to compute it)."
+PER_IMAGE, SUMMARY_JSON, SUMMARY_MD, SAMPLES = "per_image.csv", "summary.json", "summary.md", "samples.png"
+
+
+def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error"):
+    """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, and its PairSet.
+
+    The split comes from `split_file` (a run's split.json or a SAR2Optical split.json), else the
+    dataset's own split.json, else the seeded 80/10/10 split of `split_pairs` (as a training run
+    with the same seed makes it). `limit` keeps the first N pairs of the split.
+    """
+    from keras_sar2opt.data import find_pairs, load_split, split_pairs
+
+    if split not in SPLITS:
+        raise Sar2OptError(f"Expected --split among {', '.join(SPLITS)}, received {split!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise Sar2OptError(f"Expected --limit to be a positive integer, received {limit!r}")
+    if not Path(data).is_dir():
+        raise Sar2OptError(f"Expected --data to be an existing dataset folder, received {data}")
+    pair_set = find_pairs(data, on_bad=on_bad)
+    if split == "all":
+        pairs = list(pair_set.pairs)
+    else:
+        if split_file is not None:
+            parts = load_split(split_file)
+            _check_under(parts, Path(data), split_file)
+        else:
+            parts = pair_set.split or split_pairs(pair_set.pairs, seed=seed)
+        pairs = list(parts.get(split, []))
+        if not pairs:
+            source = split_file or "the seeded 80/10/10 split"
+            raise Sar2OptError(f"Expected pairs in the {split!r} split of {source} for {data}, received none")
+    return pairs[:limit], pair_set
+
+
+def _check_under(parts, data, split_file):
+    root = data.resolve()
+    for pair in (pair for pairs in parts.values() for pair in pairs):
+        if not Path(pair.sar).resolve().is_relative_to(root):
+            raise Sar2OptError(f"Expected the pairs of {split_file} under --data {data}, received {pair.sar}")
+
+
+def _check_generator(model):
+    from keras_sar2opt.inference import tile_size
+
+    size = tile_size(model)
+    if model.outputs[0].shape[-1] != 3:
+        raise Sar2OptError(
+            f"Expected a generator with 3 output channels, received {model.name} with {model.outputs[0].shape[-1]}"
+        )
+    return size
+
+
+def _check_range(generated, model):
+    low, high = float(generated.min()), float(generated.max())
+    if low < -1.001 or high > 1.001 or not np.isfinite([low, high]).all():
+        raise Sar2OptError(f"Expected generator outputs in [-1, 1] (tanh), received [{low:g}, {high:g}] from {model.name}")
+
+
+class _FID:
+    """Inception features of real and generated images gathered batch by batch."""
+
+    def __init__(self, weights):
+        from keras_sar2opt.metrics import load_inception
+
+        self.model = load_inception(weights)
+        self.real, self.fake = [], []
+
+    def add(self, real, fake):
+        from keras_sar2opt.metrics import inception_features
+
+        self.real.append(inception_features(real, self.model, (-1.0, 1.0)))
+        self.fake.append(inception_features(fake, self.model, (-1.0, 1.0)))
+
+    def result(self):
+        from keras_sar2opt.metrics import feature_statistics, frechet_distance
+
+        real = feature_statistics(np.concatenate(self.real))
+        fake = feature_statistics(np.concatenate(self.fake))
+        return frechet_distance(*real, *fake)
+
+
+def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, batch_size=8,
+                   inception_weights=None, sample_rows=SAMPLE_ROWS, progress=True):
+    """Translate `pairs` in batches at the generator's size and measure every generated image.
+
+    Returns (per-image DataFrame with name, sar, optical and the METRICS columns; the first
+    `sample_rows` (sar, generated, target) arrays in [-1, 1]; FID or None).
+    """
+    import pandas as pd
+
+    from keras_sar2opt.data import make_dataset
+    from keras_sar2opt.metrics import compute_all
+
+    for option, value in (("--batch-size", batch_size), ("--samples", sample_rows)):
+        if not isinstance(value, int) or value < 1:
+            raise Sar2OptError(f"Expected {option} to be a positive integer, received {value!r}")
+    size = _check_generator(model)
+    fid = _FID(inception_weights) if inception_weights is not None else None
+    dataset = make_dataset(
+        pairs, size, batch_size, training=False, sar_options=sar_options or {}, preprocessing=preprocessing,
+        sar_channels=model.inputs[0].shape[-1],
+    )
+    rows, samples = {name: [] for name in METRICS}, [[], [], []]
+    with tqdm(total=len(pairs), desc="evaluate", unit="image", disable=not progress) as bar:
+        for sar, optical in dataset:
+            sar, optical = np.asarray(sar), np.asarray(optical)
+            generated = np.asarray(model.predict_on_batch(sar), np.float32)
+            _check_range(generated, model)
+            values = compute_all(generated, optical, (-1.0, 1.0))
+            values["l1"] = np.abs(generated - optical).mean(axis=(1, 2, 3), dtype=np.float64)
+            for name in METRICS:
+                rows[name].extend(values[name].tolist())
+            taken = sum(len(s) for s in samples[0])
+            for column, images in zip(samples, (sar, generated, optical)):
+                column.append(images[: max(0, sample_rows - taken)])
+            if fid is not None:
+                fid.add(optical, generated)
+            bar.update(len(sar))
+    frame = pd.DataFrame(
+        {"name": [p.name for p in pairs], "sar": [str(p.sar) for p in pairs], "optical": [str(p.optical) for p in pairs]}
+    )
+    for name in METRICS:
+        frame[name] = rows[name]
+    return frame, [np.concatenate(column) for column in samples], fid.result() if fid is not None else None
+
+
+def summarize(frame):
+    """{metric: {"mean", "std", "min", "max"}} over the images of a per-image frame (std with ddof=0)."""
+    return {
+        name: {
+            "mean": float(frame[name].mean()),
+            "std": float(frame[name].std(ddof=0)),
+            "min": float(frame[name].min()),
+            "max": float(frame[name].max()),
+        }
+        for name in METRICS
+    }
+
+
+def describe_steps(steps):
+    """Preprocessing steps as text, e.g. "median 7 → gamma 7 (power)"; "none" without steps."""
+    parts = []
+    for name, options in steps or ():
+        value = options.get("window", options.get("gamma"))
+        text = f"{name} {value:g}" if value is not None else name
+        parts.append(text + (f" ({options['convention']})" if "convention" in options else ""))
+    return " → ".join(parts) or "none"
+
+
+def summary_markdown(summary):
+    """summary.md: the settings and one row per metric with mean ± std."""
+    lines = [
+        f"# Evaluation of `{Path(summary['model']).name}`",
+        "",
+        f"- Dataset: {summary['dataset']['label']}",
+        f"- Split: {summary['split']} ({summary['pairs']} pairs)"
+        + (f", from `{summary['split_file']}`" if summary["split_file"] else ""),
+        f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",
+        f"- Image size: {summary['image_size']} px",
+    ]
+    if summary["role"]:
+        lines.append(f"- Figure role: {summary['role']} ({EVALUATION_FIGURES[summary['role']][0]})")
+    lines += ["", "| Metric | Mean ± std | Min | Max |", "|---|---|---|---|"]
+    for name, (label, unit) in METRICS.items():
+        value = summary["metrics"][name]
+        label = f"{label} ({unit})" if unit else label
+        lines.append(f"| {label} | {value['mean']:.4f} ± {value['std']:.4f} | {value['min']:.4f} | {value['max']:.4f} |")
+    fid = f"FID: {summary['fid']:.4f}" if summary["fid"] is not None else summary["fid_note"]
+    lines += ["", fid, "", f"Standard deviations are over images (ddof=0). Samples: [{SAMPLES}]({SAMPLES})", ""]
+    return "\n".join(lines)
+
+
+def write_evaluation(out, frame, samples, summary):
+    """Write per_image.csv, samples.png, summary.json and summary.md into `out` (summary.json last)."""
+    from keras_sar2opt.reports.grids import write_sample_grid
+
+    out = Path(out)
+    files.write_csv(out / PER_IMAGE, frame)
+    with files.atomic_path(out / SAMPLES) as temporary:
+        write_sample_grid(temporary, *samples)
+    files.write_text(out / SUMMARY_MD, summary_markdown(summary))
+    files.write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=None, preprocessing=None,
+             sar_options=None, batch_size=8, inception_weights=None, role=None, sample_rows=SAMPLE_ROWS,
+             upsample_mode="nearest", on_bad="error", progress=True):
+    """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
+    and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
+
+    role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
+    sample_rows: pairs shown in samples.png.
+    """
+    from keras_sar2opt.inference import load_generator, tile_size
+
+    if role is not None and role not in EVALUATION_FIGURES:
+        raise Sar2OptError(f"Expected --role among {', '.join(EVALUATION_FIGURES)}, received {role!r}")
+    pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
+    if isinstance(model, (str, os.PathLike)):
+        model_name = os.fspath(Path(model).resolve())
+        model = load_generator(model, upsample_mode=upsample_mode)
+    else:
+        model_name = model.name
+    steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
+    frame, samples, fid = evaluate_pairs(
+        model, pairs, preprocessing=steps, sar_options=sar_options, batch_size=batch_size,
+        inception_weights=inception_weights, sample_rows=sample_rows, progress=progress,
+    )
+    if inception_weights is None:
+        logger.warning(FID_SKIPPED)
+    summary = {
+        "format": FORMAT,
+        "role": role,
+        "model": model_name,
+        "dataset": {**describe_dataset(data), "layout": pair_set.layout},
+        "split": split,
+        "split_file": os.fspath(Path(split_file).resolve()) if split_file else None,
+        "seed": seed,
+        "limit": limit,
+        "pairs": len(pairs),
+        "image_size": tile_size(model),
+        "preprocessing": [[name, options] for name, options in steps],
+        "sar_options": sar_options or {},
+        "metrics": summarize(frame),
+        "units": {name: unit for name, (_, unit) in METRICS.items()},
+        "fid": fid,
+        "fid_note": None if fid is not None else FID_SKIPPED,
+        "files": {"per_image": PER_IMAGE, "samples": SAMPLES, "markdown": SUMMARY_MD},
+    }
+    write_evaluation(out, frame, samples, summary)
+    return summary
+
+
+def read_summary(folder):
+    """An evaluation folder's summary.json; Sar2OptError naming the file when it is missing or unreadable."""
+    path = Path(folder) / SUMMARY_JSON
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise Sar2OptError(f"Expected an evaluation summary, received {path} ({error})") from None
+    if summary.get("format") != FORMAT:
+        raise Sar2OptError(f"Expected an evaluation summary of format {FORMAT}, received {path}")
+    return summary

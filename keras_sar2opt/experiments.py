@@ -1,0 +1,159 @@
+"""The report's experiments (§1–§3, DESIGN §4) as named configurations: the one source of their defaults."""
+
+import dataclasses
+
+from keras_sar2opt.errors import Sar2OptError
+
+OPTIMIZERS = ("adam", "rmsprop")
+# Options of a run, beside the experiment's settings (keras_sar2opt.training.run).
+PRECISIONS = ("float32", "mixed_bfloat16")
+STRATEGIES = ("none", "mirrored", "multiworker")
+DEFAULT_PAIRS = 400  # synthetic qxslab pairs when no data is given
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """An optimiser by name with its learning rate (and Adam's betas)."""
+
+    name: str
+    learning_rate: float
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+
+    def build(self):
+        import keras
+
+        if self.name == "adam":
+            return keras.optimizers.Adam(self.learning_rate, beta_1=self.beta_1, beta_2=self.beta_2)
+        if self.name == "rmsprop":
+            return keras.optimizers.RMSprop(self.learning_rate)
+        raise Sar2OptError(f"Expected an optimizer out of {', '.join(OPTIMIZERS)}, received {self.name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Every setting of one experiment. `assumed` names the fields the report does not state."""
+
+    name: str
+    section: str  # the report section the experiment reproduces
+    generator: str  # a key of keras_sar2opt.models.MODELS
+    discriminator: str  # a key of keras_sar2opt.models.MODELS
+    conditional: bool  # D sees (sar, optical) rather than optical alone
+    adversarial_loss: str  # "bce" or "wasserstein"
+    d_from_logits: bool  # D outputs logits (True) or sigmoid probabilities (False)
+    g_optimizer: OptimizerConfig
+    d_optimizer: OptimizerConfig
+    image_size: int
+    batch_size: int
+    epochs: int
+    l1_weight: float = 100.0
+    n_critic: int = 1  # critic updates per generator update ("wasserstein" only)
+    clip_value: float | None = None  # critic weight clipping ("wasserstein" only)
+    augment: bool = True  # flips and 90° rotations applied to both images of a pair
+    seed: int = 0
+    assumed: tuple = ()
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def with_overrides(self, *, g_learning_rate=None, d_learning_rate=None, **settings):
+        """This configuration with the given fields (and optimiser learning rates) replaced.
+
+        None keeps the experiment's default, so command-line options can be passed through as they are.
+        """
+        settings = {key: value for key, value in settings.items() if value is not None}
+        unknown = sorted(set(settings) - {field.name for field in dataclasses.fields(self)})
+        if unknown:
+            raise Sar2OptError(f"Expected settings of ExperimentConfig, received {', '.join(unknown)}")
+        for key, rate in (("g_optimizer", g_learning_rate), ("d_optimizer", d_learning_rate)):
+            if rate is not None:
+                settings[key] = dataclasses.replace(getattr(self, key), learning_rate=rate)
+        return dataclasses.replace(self, **settings)
+
+    def compile_kwargs(self):
+        """The AdversarialModel.compile arguments of this experiment (fresh optimisers)."""
+        kwargs = {
+            "g_optimizer": self.g_optimizer.build(),
+            "d_optimizer": self.d_optimizer.build(),
+            "adversarial_loss": self.adversarial_loss,
+            "l1_weight": self.l1_weight,
+            "d_from_logits": self.d_from_logits,
+        }
+        if self.adversarial_loss == "wasserstein":
+            kwargs.update(n_critic=self.n_critic, clip_value=self.clip_value)
+        return kwargs
+
+
+# §2: λ_L1 = 100 is not stated for the §1 GANs; their generator losses (≈33 with L1 ≈ 0.295)
+# imply it (DESIGN §4). The batch size, G's optimiser and augmentation are not stated in §1.
+_SECTION1_ASSUMED = ("l1_weight", "g_optimizer", "batch_size", "augment")
+
+SCRATCH = ExperimentConfig(
+    name="scratch",
+    section="§1.1, §2",
+    generator="unet_generator",  # Table 5
+    discriminator="scratch_discriminator",  # Table 1
+    conditional=False,  # §1.1.1: classifies optical images as real or generated
+    adversarial_loss="bce",  # §1.1.2
+    d_from_logits=False,  # Table 1 ends in a sigmoid
+    g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5),  # assumed (pix2pix's setting)
+    d_optimizer=OptimizerConfig("adam", 1e-3, beta_1=0.5),  # §1.1.2 (β2 is Keras's default)
+    image_size=128,  # Tables 1 and 5
+    batch_size=16,  # assumed
+    epochs=20,  # §1.1.2; the generator figures of §2 are at epochs 10 and 130
+    assumed=_SECTION1_ASSUMED,
+)
+
+PATCHGAN = dataclasses.replace(
+    SCRATCH,
+    name="patchgan",
+    section="§1.2, §2",
+    discriminator="patchgan_discriminator",  # Table 3
+    conditional=True,  # §1.2: D takes the concatenated SAR and optical pair
+    d_from_logits=True,  # Table 3's last convolution is linear (one logit per patch)
+    d_optimizer=OptimizerConfig("adam", 1e-3, beta_1=0.5),  # assumed: as scratch
+    epochs=20,  # assumed: as scratch
+    assumed=_SECTION1_ASSUMED + ("d_optimizer", "epochs"),
+)
+
+WGAN = dataclasses.replace(
+    SCRATCH,
+    name="wgan",
+    section="§1.3, §2",
+    discriminator="wgan_critic",  # Table 1's topology, linear output (DESIGN §3)
+    conditional=False,  # assumed: the critic shares Table 1's optical-only input
+    adversarial_loss="wasserstein",  # §1.3.1
+    d_from_logits=True,  # a linear score
+    g_optimizer=OptimizerConfig("rmsprop", 5e-5),  # assumed: as the critic
+    d_optimizer=OptimizerConfig("rmsprop", 5e-5),  # §1.3.1
+    n_critic=5,  # assumed (the WGAN paper's default)
+    clip_value=0.01,  # §1.3.1
+    epochs=20,  # assumed: as scratch
+    assumed=_SECTION1_ASSUMED + ("conditional", "n_critic", "epochs"),
+)
+
+PIX2PIX = ExperimentConfig(
+    name="pix2pix",
+    section="§3",
+    generator="pix2pix_generator",  # §3.1, DESIGN §3
+    discriminator="pix2pix_discriminator",  # §3.1: 70x70 PatchGAN
+    conditional=True,
+    adversarial_loss="bce",  # §3.2
+    d_from_logits=True,
+    g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # DESIGN §4
+    d_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # DESIGN §4
+    image_size=256,  # §3.1
+    batch_size=32,  # assumed: the batch of the same authors' §4 runs
+    epochs=200,  # assumed: pix2pix's 100 + 100 (the published checkpoint is epoch 180)
+    l1_weight=100.0,  # §3.2
+    assumed=("batch_size", "epochs", "augment"),
+)
+
+EXPERIMENTS = {config.name: config for config in (SCRATCH, PATCHGAN, WGAN, PIX2PIX)}
+
+
+def get_experiment(name):
+    """The configuration registered under name in EXPERIMENTS."""
+    if name not in EXPERIMENTS:
+        raise Sar2OptError(f"Expected an experiment out of {', '.join(EXPERIMENTS)}, received {name!r}")
+    return EXPERIMENTS[name]

@@ -1,0 +1,126 @@
+"""`sar2opt evaluate`: per-image metrics on a dataset split, summaries equal to the CSV, preprocessing, splits."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import keras
+
+from keras_sar2opt import metrics
+from keras_sar2opt.cli import main
+from keras_sar2opt.data import find_pairs, load_pair, save_split, split_pairs
+from keras_sar2opt.data.io import read_image
+from keras_sar2opt.data.synthetic import write_synthetic
+from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.evaluation import FID_SKIPPED, METRICS, evaluate
+from keras_sar2opt.reports.grids import GAP
+
+SIZE = 32
+MEDIAN_GAMMA = [("median", {"window": 7}), ("gamma", {"gamma": 7.0, "convention": "power"})]
+
+
+def tiny_generator(size=SIZE):
+    sar = keras.Input((size, size, 3), name="sar")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(sar)
+    x = keras.layers.Conv2D(3, 3, padding="same")(x)
+    return keras.Model(sar, keras.layers.Activation("tanh")(x), name="tiny_generator")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval") / "qxslab"
+    return write_synthetic(root, "qxslab", 30, "qxslab", size=64, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    keras.utils.set_random_seed(1)
+    tiny_generator().save(path)
+    return path
+
+
+def _expected(model, pairs, steps=None):
+    """Per-image PSNR and L1 computed directly from load_pair and the model."""
+    loaded = [load_pair(pair, SIZE, {}, steps) for pair in pairs]
+    sar = np.stack([s for s, _ in loaded])
+    optical = np.stack([o for _, o in loaded])
+    generated = np.asarray(model.predict_on_batch(sar))
+    return metrics.psnr(generated, optical, (-1, 1)), np.abs(generated - optical).mean(axis=(1, 2, 3))
+
+
+def test_evaluate_command_writes_csv_summary_and_grid(data, model_path, tmp_path, caplog):
+    out = tmp_path / "eval"
+    with caplog.at_level(logging.WARNING):
+        code = main(["evaluate", "--model", str(model_path), "--data", str(data), "-o", str(out), "--batch-size", "2"])
+    assert code == 0
+    assert FID_SKIPPED in caplog.text
+    test_pairs = split_pairs(find_pairs(data).pairs, seed=0)["test"]
+    frame = pd.read_csv(out / "per_image.csv", dtype={"name": str})
+    assert len(frame) == len(test_pairs) == 3
+    assert list(frame["name"]) == [pair.name for pair in test_pairs]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == 3 and summary["split"] == "test" and summary["image_size"] == SIZE
+    assert summary["fid"] is None and summary["fid_note"] == FID_SKIPPED
+    assert summary["dataset"]["synthetic"]["preset"] == "qxslab"
+    for name in METRICS:
+        assert summary["metrics"][name]["mean"] == pytest.approx(frame[name].mean(), rel=1e-9)
+        assert summary["metrics"][name]["std"] == pytest.approx(frame[name].std(ddof=0), rel=1e-9, abs=1e-12)
+    psnr, l1 = _expected(keras.saving.load_model(model_path), test_pairs)
+    np.testing.assert_allclose(frame["psnr"], psnr, rtol=1e-5)
+    np.testing.assert_allclose(frame["l1"], l1, rtol=1e-5)
+    np.testing.assert_allclose(frame["mae"] * 2, frame["l1"], rtol=1e-5)
+    markdown = (out / "summary.md").read_text()
+    assert f"{summary['metrics']['psnr']['mean']:.4f} ± {summary['metrics']['psnr']['std']:.4f}" in markdown
+    grid = read_image(out / "samples.png")
+    assert grid.shape[0] > 3 * SIZE and grid.shape[1] > 3 * SIZE  # 3 rows of SAR | generated | target
+
+
+def test_preprocessing_changes_the_numbers_and_is_recorded(data, model_path, tmp_path):
+    model = keras.saving.load_model(model_path)
+    raw = evaluate(model, data, tmp_path / "raw", progress=False)
+    processed = evaluate(model, data, tmp_path / "processed", preprocessing=MEDIAN_GAMMA, progress=False)
+    assert processed["preprocessing"] == [list(step) for step in MEDIAN_GAMMA]
+    assert abs(processed["metrics"]["psnr"]["mean"] - raw["metrics"]["psnr"]["mean"]) > 1e-3
+    frame = pd.read_csv(tmp_path / "processed" / "per_image.csv")
+    psnr, _ = _expected(model, split_pairs(find_pairs(data).pairs, seed=0)["test"], MEDIAN_GAMMA)
+    np.testing.assert_allclose(frame["psnr"], psnr, rtol=1e-5)
+
+
+def test_command_line_preprocessing_options_keep_order_and_convention(data, model_path, tmp_path):
+    out = tmp_path / "inverse"
+    argv = ["evaluate", "--model", str(model_path), "--data", str(data), "-o", str(out), "--role", "fig5"]
+    assert main(argv + ["--median", "7", "--gamma", "7", "--gamma-convention", "inverse"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["role"] == "fig5"
+    assert summary["preprocessing"] == [["median", {"window": 7}], ["gamma", {"gamma": 7.0, "convention": "inverse"}]]
+
+
+def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
+    model = keras.saving.load_model(model_path)
+    split = split_pairs(find_pairs(data).pairs, seed=5)
+    save_split(split, tmp_path / "split.json")
+    summary = evaluate(model, data, tmp_path / "val", split="val", split_file=tmp_path / "split.json", progress=False)
+    frame = pd.read_csv(tmp_path / "val" / "per_image.csv", dtype={"name": str})
+    assert list(frame["name"]) == [pair.name for pair in split["val"]]
+    assert summary["pairs"] == len(split["val"])
+    summary = evaluate(model, data, tmp_path / "all", split="all", limit=5, sample_rows=2, progress=False)
+    assert summary["pairs"] == 5 and len(pd.read_csv(tmp_path / "all" / "per_image.csv")) == 5
+    assert read_image(tmp_path / "all" / "samples.png").shape[0] == 2 * SIZE + GAP
+
+
+def test_evaluate_errors(data, model_path, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(tmp_path / "none.keras"), "--data", str(data), "-o", str(tmp_path / "o")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(model_path), "--data", str(tmp_path / "nodata"), "-o", str(tmp_path / "o")]) == 1
+    assert "--data" in capsys.readouterr().err
+    other = write_synthetic(tmp_path / "other", "qxslab", 10, "qxslab", size=64, seed=3, progress=False)
+    save_split(split_pairs(find_pairs(other).pairs), tmp_path / "other_split.json")
+    with pytest.raises(Sar2OptError, match="under --data"):
+        evaluate(tiny_generator(), data, tmp_path / "o", split_file=tmp_path / "other_split.json", progress=False)
+    with pytest.raises(Sar2OptError, match="--limit"):
+        evaluate(tiny_generator(), data, tmp_path / "o", limit=0, progress=False)
+    assert not (tmp_path / "o").exists()

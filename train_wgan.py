@@ -1,0 +1,8 @@
+"""Report §1.3: Table 5's U-Net against the WGAN critic: `sar2opt train --experiment wgan`."""
+
+import sys
+
+from keras_sar2opt.commands.train import main_for
+
+if __name__ == "__main__":
+    sys.exit(main_for("wgan"))
