@@ -1,4 +1,4 @@
-"""The report's experiments (§1–§3, DESIGN §4) as named configurations: the one source of their defaults."""
+"""The report's experiments (§1–§4, DESIGN §4) as named configurations: the one source of their defaults."""
 
 import dataclasses
 
@@ -9,6 +9,7 @@ OPTIMIZERS = ("adam", "rmsprop")
 PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "multiworker")
 DEFAULT_PAIRS = 400  # synthetic qxslab pairs when no data is given
+DEFAULT_PRETRAIN_EPOCHS = 20  # fine-tuning without a generator: epochs of the synthetic pre-training (§4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,14 @@ class ExperimentConfig:
     clip_value: float | None = None  # critic weight clipping ("wasserstein" only)
     augment: bool = True  # flips and 90° rotations applied to both images of a pair
     seed: int = 0
+    pretrained: bool = False  # starts from a trained generator (§4) instead of a fresh one
+    # LoRA (§4.2): with lora_targets (convolution names or block prefixes, keras_sar2opt.lora.apply_lora)
+    # only adapters of this rank, alpha and dropout on them and the also_train layers train.
+    lora_targets: tuple = ()
+    lora_rank: int = 0
+    lora_alpha: float = 0.0
+    lora_dropout: float = 0.0
+    also_train: tuple = ()
     assumed: tuple = ()
 
     def to_dict(self):
@@ -149,7 +158,43 @@ PIX2PIX = ExperimentConfig(
     assumed=("batch_size", "epochs", "augment"),
 )
 
-EXPERIMENTS = {config.name: config for config in (SCRATCH, PATCHGAN, WGAN, PIX2PIX)}
+FINETUNE_FULL = dataclasses.replace(
+    PIX2PIX,
+    name="finetune-full",
+    section="§4.1",
+    pretrained=True,  # Table 6: pre-trained checkpoint pix2pix_gen_180.pth; every parameter updated (§4.1)
+    g_optimizer=OptimizerConfig("adam", 5e-5, beta_1=0.5, beta_2=0.999),  # Table 6
+    d_optimizer=OptimizerConfig("adam", 5e-5, beta_1=0.5, beta_2=0.999),  # assumed: Table 6's one optimiser
+    image_size=256,  # Table 6's checkpoint: §3.1, 256x256
+    batch_size=32,  # Table 6
+    epochs=50,  # Table 6
+    l1_weight=100.0,  # Table 6
+    augment=True,  # Table 6: horizontal/vertical flips, 90° rotations; split 80/10/10 (split_pairs)
+    assumed=("d_optimizer",),
+)
+
+FINETUNE_LORA = dataclasses.replace(
+    FINETUNE_FULL,
+    name="finetune-lora",
+    section="§4.2",
+    discriminator="pix2pix_discriminator",  # §4.2.1: a PatchGAN trained from scratch
+    g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # Table 7
+    d_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # assumed: Table 7's one optimiser
+    batch_size=32,  # Table 7
+    epochs=30,  # Table 7
+    l1_weight=100.0,  # assumed: Table 8's G losses (~38 with L1 ~0.35) imply it, as in Table 6
+    augment=True,  # assumed: as Table 6
+    lora_rank=16,  # Table 7
+    lora_alpha=32.0,  # Table 7
+    lora_dropout=0.1,  # Table 7
+    lora_targets=tuple(f"enc{k}" for k in range(1, 9)),  # Table 7, §4.2.1: the encoder convolutions enc1-enc8
+    also_train=(),  # §4.2.1: decoder unchanged (its ~820,000 count fits dec8 + head too: docs/finetuning.md)
+    assumed=("d_optimizer", "l1_weight", "augment"),
+)
+
+EXPERIMENTS = {
+    config.name: config for config in (SCRATCH, PATCHGAN, WGAN, PIX2PIX, FINETUNE_FULL, FINETUNE_LORA)
+}
 
 
 def get_experiment(name):

@@ -1,9 +1,22 @@
-"""`sar2opt train`: train one of the report's experiments (§1–§3) and write its run folder."""
+"""`sar2opt train`: train one of the report's experiments (§1–§4) and write its run folder."""
 
+import argparse
+import functools
 import sys
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.experiments import DEFAULT_PAIRS, EXPERIMENTS, PRECISIONS, STRATEGIES, get_experiment
+from keras_sar2opt.experiments import (
+    DEFAULT_PAIRS,
+    DEFAULT_PRETRAIN_EPOCHS,
+    EXPERIMENTS,
+    PRECISIONS,
+    STRATEGIES,
+    get_experiment,
+)
+
+FINETUNE_EXPERIMENTS = [name for name, config in EXPERIMENTS.items() if config.pretrained]
+LORA_EXPERIMENTS = [name for name, config in EXPERIMENTS.items() if config.lora_targets]
+LORA_DEFAULTS = EXPERIMENTS[LORA_EXPERIMENTS[0]]
 
 
 def _one_line_errors(parser):
@@ -22,10 +35,14 @@ def register(subparsers):
             "train",
             help="train an experiment (scratch, patchgan, wgan, ...) and write a run folder",
             description="Train one of the report's experiments. Without --data it trains on the "
-            "built-in synthetic qxslab preset, written into the run folder first.",
+            "built-in synthetic qxslab preset, written into the run folder first. Rerunning the same command "
+            "(or --resume RUN_DIR) after an interruption continues after the last completed epoch.",
         )
     )
-    parser.add_argument("--experiment", required=True, choices=list(EXPERIMENTS), help="the named configuration")
+    parser.add_argument("--experiment", choices=list(EXPERIMENTS), help="the named configuration")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with the settings of its config.json"
+    )
     parser.add_argument(
         "--data", metavar="PATH", help="dataset: QXSLAB-SAROPT, SEN1-2, SAR2Optical, two folders or a CSV"
     )
@@ -35,13 +52,17 @@ def register(subparsers):
     parser.add_argument("--image-size", type=int, metavar="N")
     parser.add_argument("--seed", type=int, metavar="N")
     parser.add_argument("--pairs", type=int, metavar="N", help=f"synthetic pairs, without --data ({DEFAULT_PAIRS})")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="none", help="tf.distribute strategy")
+    parser.add_argument("--precision", choices=PRECISIONS, help="(default float32)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (default none)")
     parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="batches per epoch (the data repeats)")
-    parser.add_argument("--sample-every", type=int, default=5, metavar="N", help="sample grid every N epochs")
+    parser.add_argument("--sample-every", type=int, metavar="N", help="sample grid every N epochs (default 5)")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop when val_g_l1 stalls")
-    parser.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
-    parser.add_argument("--on-bad", choices=("error", "skip"), default="error", help="bad data pairs: stop or skip")
+    parser.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard logs")
+    parser.add_argument("--on-bad", choices=("error", "skip"), help="bad data pairs: stop (default) or skip")
+    parser.add_argument(
+        "--deterministic", action="store_true", default=None,
+        help="deterministic TensorFlow ops: an interrupted and resumed run ends with the same weights",
+    )
     parser.add_argument("--l1-weight", type=float, metavar="LAMBDA")
     parser.add_argument("--g-learning-rate", type=float, metavar="LR")
     parser.add_argument("--d-learning-rate", type=float, metavar="LR")
@@ -49,14 +70,94 @@ def register(subparsers):
     parser.add_argument("--clip-value", type=float, metavar="C", help="critic weight clip (wgan)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
+    finetune = parser.add_argument_group(f"fine-tuning ({', '.join(FINETUNE_EXPERIMENTS)}; report §4)")
+    finetune.add_argument(
+        "--generator", metavar="G", help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
+        "(default: a Pix2Pix pre-trained on the synthetic sentinel preset, cached)",
+    )
+    finetune.add_argument(
+        "--discriminator", metavar="D", help="its discriminator, .keras/.pth/.safetensors (default: a fresh PatchGAN)"
+    )
+    finetune.add_argument(
+        "--cache", metavar="DIR", help="without --generator: folder of cached pre-training runs (default runs/cache)"
+    )
+    finetune.add_argument(
+        "--pretrain-epochs", type=int, metavar="N",
+        help=f"without --generator: epochs of the pre-training (default {DEFAULT_PRETRAIN_EPOCHS})",
+    )
+    lora = parser.add_argument_group(f"LoRA ({', '.join(LORA_EXPERIMENTS)}; report Table 7)")
+    lora.add_argument("--rank", type=int, metavar="R", help=f"adapter rank (default {LORA_DEFAULTS.lora_rank})")
+    lora.add_argument(
+        "--alpha", type=float, metavar="A", help=f"adapter scale alpha/rank (default {LORA_DEFAULTS.lora_alpha:g})"
+    )
+    lora.add_argument(
+        "--lora-dropout", type=float, metavar="P",
+        help=f"dropout on the adapters' input (default {LORA_DEFAULTS.lora_dropout})",
+    )
+    lora.add_argument(
+        "--targets", type=_names, metavar="NAMES",
+        help=f"comma-separated convolutions or block prefixes (default {','.join(LORA_DEFAULTS.lora_targets)})",
+    )
+    lora.add_argument(
+        "--also-train", type=_names, metavar="NAMES",
+        help="comma-separated layers or block prefixes trained beside the adapters, e.g. dec8,head",
+    )
     parser.set_defaults(func=run)
+
+
+def _names(text):
+    """A comma-separated list of layer names as a tuple."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, received {text!r}")
+    return names
+
+
+def _check_experiment_options(args):
+    """Raise Sar2OptError for fine-tuning or LoRA options given to an experiment without them."""
+    groups = (
+        (FINETUNE_EXPERIMENTS, ("generator", "discriminator", "cache", "pretrain_epochs")),
+        (LORA_EXPERIMENTS, ("rank", "alpha", "lora_dropout", "targets", "also_train")),
+    )
+    for experiments, names in groups:
+        given = ["--" + name.replace("_", "-") for name in names if getattr(args, name) is not None]
+        if given and args.experiment not in experiments:
+            raise Sar2OptError(
+                f"Expected {', '.join(given)} only with --experiment {' or '.join(experiments)}, "
+                f"received --experiment {args.experiment}"
+            )
+
+
+# Options that may accompany --resume; the others come from the run's config.json.
+RESUME_OPTIONS = ("command", "func", "experiment", "resume", "epochs", "verbose")
+
+
+def _resume(args):
+    from keras_sar2opt.training.run import resume_run
+
+    given = [name for name, value in vars(args).items() if name not in RESUME_OPTIONS and value is not None]
+    if given:
+        flags = ", ".join("--no-augment" if name == "augment" else "--" + name.replace("_", "-") for name in given)
+        raise Sar2OptError(
+            f"Expected only --epochs and --verbose beside --resume (the run's config.json holds the rest), "
+            f"received {flags}"
+        )
+    verbose = "auto" if args.verbose is None else args.verbose
+    return resume_run(args.resume, epochs=args.epochs, verbose=verbose, experiment=args.experiment)
 
 
 def run(args):
     from keras_sar2opt.training.run import train_experiment
 
+    if args.resume is not None:
+        out = _resume(args)
+        print(f"sar2opt train: run folder {out}")
+        return 0
+    if args.experiment is None:
+        raise Sar2OptError("Expected --experiment NAME or --resume RUN_DIR, received neither")
     if args.pairs is not None and args.data is not None:
         raise Sar2OptError(f"Expected --pairs only without --data, received --data {args.data}")
+    _check_experiment_options(args)
     config = get_experiment(args.experiment).with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -68,19 +169,36 @@ def run(args):
         augment=args.augment,
         g_learning_rate=args.g_learning_rate,
         d_learning_rate=args.d_learning_rate,
+        lora_rank=args.rank,
+        lora_alpha=args.alpha,
+        lora_dropout=args.lora_dropout,
+        lora_targets=args.targets,
+        also_train=args.also_train,
     )
-    out = train_experiment(
+    train = train_experiment
+    if config.pretrained:
+        from keras_sar2opt.finetune import finetune
+
+        train = functools.partial(
+            finetune,
+            generator=args.generator,
+            discriminator=args.discriminator,
+            cache=args.cache,
+            pretrain_epochs=args.pretrain_epochs,
+        )
+    out = train(
         config,
         data=args.data,
         out=args.out,
         pairs=DEFAULT_PAIRS if args.pairs is None else args.pairs,
-        precision=args.precision,
-        strategy=args.strategy,
+        precision=args.precision or "float32",
+        strategy=args.strategy or "none",
         steps_per_epoch=args.steps_per_epoch,
-        sample_every=args.sample_every,
-        tensorboard=args.tensorboard,
+        sample_every=5 if args.sample_every is None else args.sample_every,
+        tensorboard=bool(args.tensorboard),
         early_stopping=args.early_stopping,
-        on_bad=args.on_bad,
+        on_bad=args.on_bad or "error",
+        deterministic=bool(args.deterministic),
         verbose="auto" if args.verbose is None else args.verbose,
     )
     print(f"sar2opt train: run folder {out}")

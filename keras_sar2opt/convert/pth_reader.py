@@ -76,6 +76,10 @@ _SAFETENSORS_DTYPES = {
     "BOOL": "bool",
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# Bytes a zip checkpoint may unpack to, per byte of file (plus a floor): torch.save stores members
+# uncompressed, so only a zip bomb declares much more.
+_MAX_EXPANSION = 16
+_MIN_UNPACKED_LIMIT = 1 << 26
 _SAFE_BUILTINS = {
     name: getattr(builtins, name)
     for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes")
@@ -205,9 +209,19 @@ def _load_zip(path, archive):
         raise _CorruptError("the zip archive has no single <name>/data.pkl, so it is not a torch.save file")
     prefix = pickles[0][: -len("data.pkl")]
     names = set(archive.namelist())
+    budget = _MAX_EXPANSION * os.path.getsize(path) + _MIN_UNPACKED_LIMIT
+
+    def read(member):
+        """A member's bytes, refused when the members read so far declare more than the budget."""
+        nonlocal budget
+        budget -= archive.getinfo(member).file_size
+        if budget < 0:
+            raise _CorruptError(f"{member} unpacks to far more bytes than the file holds (a zip bomb?)")
+        return archive.read(member)
+
     byteorder = "little"
     if prefix + "byteorder" in names:
-        byteorder = archive.read(prefix + "byteorder").decode("ascii").strip()
+        byteorder = read(prefix + "byteorder").decode("ascii").strip()
         if byteorder not in ("little", "big"):
             raise _CorruptError(f"unknown byteorder {byteorder!r}")
     storages = {}
@@ -219,10 +233,10 @@ def _load_zip(path, archive):
             if member not in names:
                 raise _CorruptError(f"storage {member} is missing from the archive")
             storages[key] = _Storage(str(dtype), numel)
-            storages[key].data = archive.read(member)
+            storages[key].data = read(member)
         return storages[key]
 
-    obj = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path, open_storage).load()
+    obj = _RestrictedUnpickler(io.BytesIO(read(pickles[0])), path, open_storage).load()
     return _materialize(obj, byteorder)
 
 
@@ -305,7 +319,8 @@ def read_checkpoint(path):
             if not head or head[0] != 0x80:
                 raise _CorruptError("neither a torch.save zip archive nor a legacy pickle")
             stream.seek(0)
-            return _load_legacy(path, stream)
+            # From memory: a declared length past the end then reads what is there, allocating no more.
+            return _load_legacy(path, io.BytesIO(stream.read()))
     except Sar2OptError:
         raise
     except Exception as error:  # anything else raised while decoding means a damaged file

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from keras_sar2opt.data.io import IMAGE_EXTENSIONS, inspect_image
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +87,21 @@ def _subdirs(folder):
     return sorted(entry for entry in folder.iterdir() if entry.is_dir()) if folder.is_dir() else []
 
 
+def _is_listed_file(entry):
+    """A file, or a symbolic link that loops or leads nowhere (`entry`: a DirEntry or Path): listed,
+    so that checking its pair names it (`inspect_image`) rather than leaving it out unnoticed."""
+    try:
+        if entry.is_file():
+            return True
+    except OSError:  # DirEntry.is_file raises on a symbolic link loop
+        return True
+    return entry.is_symlink() and not os.path.exists(entry)
+
+
 def _collect(folder, match, sar, optical, ignored):
     """File `folder/x` goes to sar or optical under name key when match(x) gives (key, is_sar)."""
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not entry.is_file():
+        if not _is_listed_file(entry):
             continue
         found = match(entry.name)
         if found is None:
@@ -218,7 +230,9 @@ def read_sar2optical_split(path):
     path = Path(path)
     try:
         data = json.loads(path.read_text())["data"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        if not all(isinstance(entry, str) for name in SPLIT_NAMES for entry in data.get(name, [])):
+            raise TypeError("entries that are not strings")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise Sar2OptError(f"Expected a split.json with a 'data' object, received {path} ({error!r})") from None
     base = path.parent / "v_2" if (path.parent / "v_2").is_dir() else path.parent
     return {name: [sar2optical_pair(base, entry, path) for entry in data[name]] for name in SPLIT_NAMES if name in data}
@@ -241,7 +255,7 @@ def _scan_folders(base):
     sar, optical, ignored = {}, {}, []
     for folder, is_sar in zip(_generic_dirs(base), (True, False)):
         seen = {}
-        for entry in sorted(f for f in folder.iterdir() if f.is_file()):
+        for entry in sorted(f for f in folder.iterdir() if _is_listed_file(f)):
             if entry.suffix.lower() not in IMAGE_EXTENSIONS:
                 ignored.append(entry)
                 continue
@@ -259,17 +273,22 @@ def _detect_csv(root):
 
 
 def _scan_csv(path):
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"sar", "optical"} - set(reader.fieldnames or ())
-        if missing:
-            raise Sar2OptError(f"Expected columns sar and optical in {path}, received {reader.fieldnames}")
-        sar, optical = {}, {}
-        for line, row in enumerate(reader, start=2):
-            name = row.get("name") or Path(row["sar"]).stem
-            if name in sar:
-                raise Sar2OptError(f"Expected unique pair names in {path}, received {name!r} again on line {line}")
-            sar[name], optical[name] = path.parent / row["sar"], path.parent / row["optical"]
+    sar, optical = {}, {}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"sar", "optical"} - set(reader.fieldnames or ())
+            if missing:
+                raise Sar2OptError(f"Expected columns sar and optical in {path}, received {reader.fieldnames}")
+            for line, row in enumerate(reader, start=2):
+                if not row["sar"] or not row["optical"]:
+                    raise Sar2OptError(f"Expected a sar and an optical path on line {line} of {path}, received {row}")
+                name = row.get("name") or Path(row["sar"]).stem
+                if name in sar:
+                    raise Sar2OptError(f"Expected unique pair names in {path}, received {name!r} again on line {line}")
+                sar[name], optical[name] = path.parent / row["sar"], path.parent / row["optical"]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise Sar2OptError(f"Expected a readable UTF-8 CSV of sar,optical paths, received {path} ({error})") from None
     return _Scan(sar, optical, [])
 
 
@@ -365,7 +384,10 @@ def find_pairs(root, layout="auto", on_bad="error"):
         raise Sar2OptError(f"Expected layout among auto, {', '.join(LAYOUTS)}, received {layout!r}")
     if on_bad not in ON_BAD:
         raise Sar2OptError(f"Expected on_bad among {', '.join(ON_BAD)}, received {on_bad!r}")
-    root = Path(root).expanduser().resolve()
+    try:
+        root = Path(root).expanduser().resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symbolic link loop
+        raise Sar2OptError(f"Expected a dataset folder or CSV file, received {root} ({error})") from None
     name, base = _locate(root, layout)
     scan = LAYOUTS[name].scan(base)
     names = sorted(scan.sar.keys() | scan.optical.keys(), key=natural_key)
@@ -397,10 +419,9 @@ def find_pairs(root, layout="auto", on_bad="error"):
 
 
 def save_skipped(pair_set, path):
-    """Write the pairs skipped under `on_bad="skip"` as a CSV (name, reason); returns the path."""
+    """Write the pairs skipped under `on_bad="skip"` as a CSV (name, reason), atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["name", "reason"])
         writer.writerows(pair_set.skipped)

@@ -23,6 +23,22 @@ def augment_pair(sar, optical, choice):
     return transform(sar), transform(optical)
 
 
+def _pair_loader(image_size, sar_options, preprocessing, sar_channels):
+    """A tf.data map function: (sar path, optical path) string tensors -> (sar, optical) images."""
+
+    def load(sar_path, optical_path):
+        pair = Pair("", Path(sar_path.decode()), Path(optical_path.decode()))
+        return load_pair(pair, image_size, sar_options, preprocessing, sar_channels)
+
+    def load_tensors(sar_path, optical_path):
+        sar, optical = tf.numpy_function(load, [sar_path, optical_path], (tf.float32, tf.float32), stateful=False)
+        sar.set_shape((image_size, image_size, sar_channels))
+        optical.set_shape((image_size, image_size, 3))
+        return sar, optical
+
+    return load_tensors
+
+
 def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=None, cache=False,
                  sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3):
     """A tf.data.Dataset of (sar, optical) float32 batches in [-1, 1], shapes (B, S, S, C).
@@ -44,16 +60,7 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
     if drop_remainder and len(pairs) < batch_size:
         raise Sar2OptError(f"Expected at least one full batch of {batch_size} pairs, received {len(pairs)} pairs")
 
-    def load(sar_path, optical_path):
-        pair = Pair("", Path(sar_path.decode()), Path(optical_path.decode()))
-        return load_pair(pair, image_size, sar_options, preprocessing, sar_channels)
-
-    def load_tensors(sar_path, optical_path):
-        sar, optical = tf.numpy_function(load, [sar_path, optical_path], (tf.float32, tf.float32), stateful=False)
-        sar.set_shape((image_size, image_size, sar_channels))
-        optical.set_shape((image_size, image_size, 3))
-        return sar, optical
-
+    load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels)
     dataset = tf.data.Dataset.from_tensor_slices(([str(p.sar) for p in pairs], [str(p.optical) for p in pairs]))
     if training:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=not cache)
@@ -68,3 +75,40 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
             lambda pair, choice: augment_pair(*pair, choice), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, first_batch=0, sar_options=None,
+                     preprocessing=None, sar_channels=3):
+    """An endless tf.data stream of training batches (sar, optical) whose content depends only on
+    (seed, position), so a run resumed at batch `first_batch` sees what an uninterrupted one would.
+
+    The stream is a sequence of passes over `pairs`; pass p takes the pairs in the order of a
+    stateless shuffle seeded with (seed, p), drops the last partial batch, and draws each pair's
+    flip/rotation (`augment_pair`) from a stateless seed derived from (seed, p) too. Starting at
+    `first_batch` skips file names, not decoded images. Other arguments as in `make_dataset`.
+    """
+    pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
+    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels)
+    per_pass = len(pairs) // batch_size
+    if per_pass < 1:
+        raise Sar2OptError(f"Expected at least one full batch of {batch_size} pairs, received {len(pairs)} pairs")
+    used = per_pass * batch_size
+    first_pass, skipped_batches = divmod(int(first_batch), per_pass)
+
+    def one_pass(index):
+        shuffle_seed = tf.stack([tf.constant(seed, tf.int64), 2 * index])
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(pairs), dtype=tf.int64), seed=shuffle_seed)
+        choices = tf.random.stateless_uniform([used], seed=shuffle_seed + [0, 1], maxval=8, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((order[:used], choices))
+
+    sar_paths = tf.constant([str(p.sar) for p in pairs])
+    optical_paths = tf.constant([str(p.optical) for p in pairs])
+    load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels)
+
+    def load(index, choice):
+        sar, optical = load_tensors(tf.gather(sar_paths, index), tf.gather(optical_paths, index))
+        return augment_pair(sar, optical, choice) if augment else (sar, optical)
+
+    dataset = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).skip(skipped_batches * batch_size)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

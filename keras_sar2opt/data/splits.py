@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_sar2opt.data.layouts import SPLIT_NAMES, Pair, natural_key, read_sar2optical_split
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports.files import write_text
 
 SPLIT_FORMAT = "keras_sar2opt.split/1"
 
@@ -34,17 +35,14 @@ def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1)):
 
 
 def save_split(split, path):
-    """Write a split ({"train": [Pair], ...}) as JSON with each pair's name and absolute paths."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a split ({"train": [Pair], ...}) as JSON with each pair's name and absolute paths (atomically)."""
     data = {"format": SPLIT_FORMAT}
     for name, pairs in split.items():
         data[name] = [
             {"name": p.name, "sar": str(Path(p.sar).resolve()), "optical": str(Path(p.optical).resolve())}
             for p in pairs
         ]
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def load_split(path):

@@ -44,6 +44,12 @@ FIGURE6_STATED = {
 FIGURE6_EPOCHS = 50  # §4.1.2
 FIGURE8_EPOCHS = 30  # §4.2.2
 
+# Trainable generator parameters as the report states them: §4.1 "all 54.5 million parameters";
+# §4.2.1 LoRA "roughly 820,000 trainable LoRA parameters", "approximately 1.5%".
+SECTION41_TRAINABLE = 54_500_000
+SECTION42_LORA_TRAINABLE = 820_000
+SECTION42_LORA_PERCENT = 1.5
+
 # Experiments whose runs each figure or table draws on (names of keras_sar2opt.experiments.EXPERIMENTS).
 SECTION1_EXPERIMENTS = ("scratch", "patchgan", "wgan")
 TABLE2_EXPERIMENT = "scratch"

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
+from keras_sar2opt.reports.files import atomic_path  # noqa: E402
 
 # Each figure: (file name, [(panel title, metric), ...]); a panel shows the metric and its val_ twin.
 LOSS_PANELS = [("Discriminator loss", "d_loss"), ("Generator loss", "g_loss"), ("L1 loss", "g_l1")]
@@ -57,7 +58,8 @@ def plot_curves(history, panels, path, title=None, reference=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
     return path
 

@@ -1,27 +1,43 @@
 """One training run of an experiment (report §1–§3): data, models, fit() with callbacks, and its run folder.
 
 A run folder holds config.json (every setting, the split, versions, seed), split.json,
-history.csv, checkpoints/last.keras and checkpoints/best.keras (the AdversarialModel, best by
-val_g_l1), generator.keras (the final generator alone), samples/epoch_NNN.png grids and the
-curve PNGs. Without data, the synthetic `qxslab` preset is written into `data/` first.
+history.csv (one row per epoch), checkpoints/ (last.keras, last.prev.keras and best.keras by
+val_g_l1, each the AdversarialModel with its optimiser state, verified by
+checkpoints/manifest.json), generator.keras (the final generator alone), samples/epoch_NNN.png
+grids and the curve PNGs; every file is written atomically. Without data, the synthetic `qxslab`
+preset is written into `data/` first.
+
+Running again into a folder whose run was interrupted (or `resume_run`) continues after the
+last completed epoch with the model, optimiser and random-seed states and the same data order
+(`training_batches`), so with `deterministic=True` it ends with the weights of an uninterrupted run.
 """
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import json
+import logging
 import os
 import platform
+import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.experiments import DEFAULT_PAIRS, PRECISIONS, STRATEGIES
+from keras_sar2opt.experiments import DEFAULT_PAIRS, PRECISIONS, STRATEGIES, get_experiment
+from keras_sar2opt.reports import files
+
+logger = logging.getLogger(__name__)
 
 SYNTHETIC_PRESET = "qxslab"
 SAMPLE_PAIRS = 4
 MONITOR = "val_g_l1"  # the checkpoint and early-stopping criterion: held-out reconstruction error
+# train_experiment options recorded in config.json["run"] and taken from there by resume_run.
+RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tensorboard", "early_stopping", "on_bad",
+               "deterministic")
 
 
 def _check_choice(option, value, choices):
@@ -37,7 +53,8 @@ def _check_count(option, value, allow_none=False):
 
 
 def check_run_options(
-    config, *, data, pairs, precision, strategy, steps_per_epoch, sample_every, tensorboard, early_stopping, on_bad
+    config, *, data, pairs, precision, strategy, steps_per_epoch, sample_every, tensorboard, early_stopping, on_bad,
+    deterministic=False,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with."""
     from keras_sar2opt.data import ON_BAD
@@ -57,8 +74,12 @@ def check_run_options(
     _check_choice("strategy", strategy, STRATEGIES)
     _check_choice("on-bad", on_bad, ON_BAD)
     _check_choice("tensorboard", tensorboard, (False, True))
+    _check_choice("deterministic", deterministic, (False, True))
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise Sar2OptError("Expected the tensorboard package for --tensorboard, received none installed")
+        raise Sar2OptError(
+            "Expected the tensorboard package for --tensorboard, received none installed "
+            "(pip install \"keras_sar2opt[tensorboard]\")"
+        )
     if data is not None and not Path(data).exists():
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV, received {data}")
     for option, optimizer in (("g-learning-rate", config.g_optimizer), ("d-learning-rate", config.d_optimizer)):
@@ -106,8 +127,8 @@ def _dtype_policy(precision):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def prepare_data(data, out, *, image_size, pairs, seed, on_bad):
-    """The PairSet to train on: `data`, or the synthetic qxslab preset written into `out/data`.
+def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET):
+    """The PairSet to train on: `data`, or the synthetic `preset` (default qxslab) written into `out/data`.
 
     The synthetic pairs are reused when `out/data` already holds a complete set with the same
     settings (its synthetic.json, written last), and rewritten otherwise.
@@ -116,15 +137,15 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad):
 
     if data is not None:
         return find_pairs(data, on_bad=on_bad), None
-    from keras_sar2opt.data.synthetic import write_synthetic
+    from keras_sar2opt.data.synthetic import get_preset, write_synthetic
 
-    synthetic = {"preset": SYNTHETIC_PRESET, "pairs": pairs, "size": image_size, "seed": seed}
+    synthetic = {"preset": preset, "pairs": pairs, "size": image_size, "seed": seed}
     root = out / "data" / "{preset}-{size}px-{pairs}pairs-seed{seed}".format(**synthetic)
     info = root / "synthetic.json"
     written = json.loads(info.read_text()) if info.is_file() else {}
     if any(written.get(key) != synthetic[key] for key in ("pairs", "size", "seed")):
         shutil.rmtree(root, ignore_errors=True)  # an interrupted write: start this folder again
-        write_synthetic(root, SYNTHETIC_PRESET, pairs, layout="qxslab", size=image_size, seed=seed)
+        write_synthetic(root, preset, pairs, layout=get_preset(preset).layout, size=image_size, seed=seed)
     return find_pairs(root, on_bad=on_bad), synthetic
 
 
@@ -168,14 +189,22 @@ def _float32_outputs(network):
     return network
 
 
-def build_adversarial_model(config):
-    """The experiment's generator and discriminator in a compiled AdversarialModel."""
+def build_adversarial_model(config, networks=None):
+    """The experiment's generator and discriminator in a compiled AdversarialModel.
+
+    networks: None to build fresh ones by name, or a callable returning (generator, discriminator).
+    """
     from keras_sar2opt.models import build_model
     from keras_sar2opt.training.adversarial import AdversarialModel
 
+    if networks is None:
+        generator = build_model(config.generator, image_size=config.image_size)
+        discriminator = build_model(config.discriminator, image_size=config.image_size)
+    else:
+        generator, discriminator = networks()
     model = AdversarialModel(
-        _float32_outputs(build_model(config.generator, image_size=config.image_size)),
-        _float32_outputs(build_model(config.discriminator, image_size=config.image_size)),
+        _float32_outputs(generator),
+        _float32_outputs(discriminator),
         conditional=config.conditional,
         name=f"{config.name}_gan",
     )
@@ -223,32 +252,192 @@ def run_settings(config, pair_set, split, synthetic, distribution, out, **option
     }
 
 
-def make_callbacks(out, sample_batch, *, sample_every, tensorboard, early_stopping, resuming):
-    """The run's callbacks; fit()'s `verbose` adds the progress bar.
+def _existing_ancestor(path):
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
-    BackupAndRestore (resumes an interrupted run), CSVLogger, ModelCheckpoint last and best (by
-    val_g_l1), SampleGrid, and optionally TensorBoard and EarlyStopping on val_g_l1.
+
+def check_writable(out):
+    """Raise Sar2OptError unless the run folder `out` exists as a writable folder or can be created."""
+    base = _existing_ancestor(out)
+    if not base.is_dir():
+        raise Sar2OptError(f"Expected --out to be a folder, received {out}, where {base} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as error:
+        raise Sar2OptError(f"Expected a writable --out folder, received {out} ({error.strerror} in {base})") from None
+
+
+def check_free_space(out, model, store):
+    """Raise Sar2OptError when the disk of `out` lacks room for the run's checkpoints.
+
+    Needed: `COPIES` checkpoints (the model's and both optimisers' variables each) and
+    generator.keras, less the checkpoint files a resumed run replaces.
     """
+    from keras_sar2opt.training.checkpoints import COPIES, state_bytes
+
+    needed = COPIES * state_bytes(model) + 4 * model.generator.count_params() - store.bytes_on_disk()
+    free = shutil.disk_usage(_existing_ancestor(out)).free
+    if free < needed:
+        raise Sar2OptError(
+            f"Expected {needed / 1e9:.2f} GB free for the checkpoints of {out}, received {free / 1e9:.2f} GB free"
+        )
+
+
+def enable_determinism():
+    """Deterministic TensorFlow ops for the rest of this process (there is no way back).
+
+    Seeds are set by train_experiment and the data pipeline is deterministic already (ordered
+    parallel maps, stateless shuffles), so a run then gives the same weights each time.
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
+def _read_json(path, what):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise Sar2OptError(f"Expected a readable {what}, received {path} ({error})") from None
+
+
+def check_same_run(out, config, steps_per_epoch):
+    """Raise Sar2OptError unless `out`'s config.json records the same experiment settings (the number
+    of epochs may grow) and steps per epoch, so that a resumed run continues the same run."""
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    recorded = _read_json(path, "config.json of the run to resume")
+    # A setting added to ExperimentConfig after the run was recorded counts as its default.
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    before = json.loads(json.dumps({**defaults, **recorded.get("experiment", {})}))
+    now = json.loads(json.dumps(config.to_dict()))
+    before.pop("epochs", None), now.pop("epochs", None)
+    changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
+    if recorded.get("run", {}).get("steps_per_epoch") != steps_per_epoch:
+        changed.append("steps_per_epoch")
+    if changed:
+        raise Sar2OptError(
+            f"Expected the settings recorded in {path} to resume that run, received a different "
+            f"{', '.join(changed)}; pass the same options, or another --out for a new run"
+        )
+
+
+def check_same_split(path, split):
+    """Raise Sar2OptError unless the run's split.json lists the same pairs as `split` (same data)."""
+    if not path.is_file():
+        return
+    recorded = _read_json(path, "split.json of the run to resume")
+    for name, pairs in split.items():
+        try:
+            before = [entry["name"] for entry in recorded.get(name, [])]
+        except (TypeError, KeyError, AttributeError):
+            before = None
+        if before != [pair.name for pair in pairs]:
+            raise Sar2OptError(
+                f"Expected the {name} pairs listed in {path} to resume that run, received different data; "
+                "pass the same --data, or another --out for a new run"
+            )
+
+
+def experiment_from_dict(recorded):
+    """The ExperimentConfig that `config.to_dict()` recorded (nested optimiser settings included)."""
+    base = get_experiment(recorded.get("name") if isinstance(recorded, dict) else None)
+    values = {}
+    for field in dataclasses.fields(base):
+        if field.name in recorded:
+            current, value = getattr(base, field.name), recorded[field.name]
+            if dataclasses.is_dataclass(current) and isinstance(value, dict):
+                value = type(current)(**value)
+            elif isinstance(current, tuple) and isinstance(value, list):
+                value = tuple(value)
+            values[field.name] = value
+    return dataclasses.replace(base, **values)
+
+
+def resume_run(run_dir, epochs=None, verbose="auto", experiment=None):
+    """Continue the run in `run_dir` with the settings of its config.json; returns its Path.
+
+    epochs: a new total number of epochs (to train a finished run further), or None.
+    experiment: when given, the experiment name the run must have.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise Sar2OptError(f"Expected a run folder holding config.json to resume, received {run_dir}")
+    recorded = _read_json(path, "config.json of the run to resume")
+    try:
+        config = experiment_from_dict(recorded["experiment"])
+        run = recorded["run"]
+        options = {key: run[key] for key in RUN_OPTIONS if key in run}
+        synthetic = run.get("synthetic")
+        data, pairs = (None, synthetic["pairs"]) if synthetic else (run["data"], DEFAULT_PAIRS)
+        preset = synthetic.get("preset", SYNTHETIC_PRESET) if synthetic else SYNTHETIC_PRESET
+    except (KeyError, TypeError) as error:
+        raise Sar2OptError(f"Expected the settings of a run in {path}, received no {error}") from None
+    if experiment is not None and experiment != config.name:
+        raise Sar2OptError(f"Expected a run of {experiment!r} to resume, received {path} of {config.name!r}")
+    if epochs is not None:
+        config = config.with_overrides(epochs=epochs)
+    return train_experiment(config, data, run_dir, pairs=pairs, preset=preset, verbose=verbose, **options)
+
+
+def make_callbacks(out, store, sample_batch, *, sample_every, tensorboard, early_stopping, history):
+    """The run's callbacks, in the order they run at an epoch's end; fit()'s `verbose` adds the
+    progress bar.
+
+    NonFiniteGuard (stops at a NaN/inf loss before anything of that epoch is saved), HistoryCSV,
+    EpochCheckpoint (last and best by val_g_l1 into `store`), SampleGrid, and optionally
+    TensorBoard and early stopping on val_g_l1. `history`: the rows of the epochs already trained.
+    """
+    import math
+
     import keras
 
-    from keras_sar2opt.training.callbacks import SampleGrid
+    from keras_sar2opt.training.callbacks import (
+        EpochCheckpoint,
+        HistoryCSV,
+        NonFiniteGuard,
+        ResumableEarlyStopping,
+        SampleGrid,
+    )
 
-    checkpoints = out / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    past = [row[MONITOR] for row in history if MONITOR in row]
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.fspath(out / "backup")),
-        keras.callbacks.CSVLogger(os.fspath(out / "history.csv"), append=resuming),
-        keras.callbacks.ModelCheckpoint(os.fspath(checkpoints / "last.keras")),
-        keras.callbacks.ModelCheckpoint(
-            os.fspath(checkpoints / "best.keras"), monitor=MONITOR, mode="min", save_best_only=True
-        ),
+        NonFiniteGuard(store.describe_last),
+        HistoryCSV(out / "history.csv", history),
+        EpochCheckpoint(store, MONITOR, best=min(past, default=math.inf)),
         SampleGrid(*sample_batch, out / "samples", every=sample_every),
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(os.fspath(out / "logs")))
     if early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="min", patience=early_stopping))
+        callbacks.append(ResumableEarlyStopping(past, monitor=MONITOR, mode="min", patience=early_stopping))
     return callbacks
+
+
+def _reading_data(function, *args, **kwargs):
+    """function(*args, **kwargs), turning a data error raised inside tf.data (a file that went bad
+    after the up-front scan) into the one-line Sar2OptError it carries."""
+    import tensorflow as tf
+
+    try:
+        return function(*args, **kwargs)
+    except tf.errors.OpError as error:
+        found = re.search(r"Sar2OptError: (.+)", error.message)
+        if found is None:
+            raise
+        raise Sar2OptError(found.group(1).strip()) from None
+
+
+def save_generator(generator, out):
+    """Write the final generator of a run as out/generator.keras (atomically)."""
+    with files.atomic_path(out / "generator.keras") as temporary:
+        generator.save(temporary)
 
 
 def train_experiment(
@@ -264,17 +453,41 @@ def train_experiment(
     tensorboard=False,
     early_stopping=None,
     on_bad="error",
+    deterministic=False,
     verbose="auto",
+    preset=SYNTHETIC_PRESET,
+    networks=None,
+    extra_settings=None,
+    export=None,
 ):
     """Train the experiment `config` (an ExperimentConfig) and write its run folder; returns its Path.
 
     data: a dataset folder (any layout `find_pairs` detects), or None for `pairs` synthetic
     `qxslab` pairs at the experiment's image size. out: the run folder (default runs/<name>);
-    rerunning into a folder whose run was interrupted resumes it from its last epoch.
+    rerunning into a folder whose run was interrupted resumes it after its last completed epoch
+    (the settings must be the same; `config.epochs` may grow), falling back to the previous
+    checkpoint when the last one fails verification; rerunning a finished run trains nothing.
     precision: "float32" or "mixed_bfloat16". strategy: "none", "mirrored" or "multiworker"
-    (batch_size is the global batch; losses are averaged over it). early_stopping: patience in
-    epochs on val_g_l1, or None.
+    (batch_size is the global batch; losses are averaged over it). steps_per_epoch: batches per
+    epoch (the data repeats; default one pass). early_stopping: patience in epochs on val_g_l1,
+    or None. deterministic: deterministic TensorFlow ops (`enable_determinism`), so that a run,
+    interrupted or not, ends with the same weights.
+
+    Before any data is read or generated it checks the options, that `out` is writable, that
+    the image size suits the networks and that the disk has room for the checkpoints. A NaN or
+    infinite loss stops the run with a Sar2OptError naming the epoch and step.
+
+    preset: the synthetic preset used without data. networks: a callable returning the
+    (generator, discriminator) to train, called in the run's precision and strategy scope (default:
+    fresh networks named by config; an experiment with `config.pretrained` needs it, see
+    keras_sar2opt.finetune). extra_settings: more top-level entries of config.json. export: a
+    callable (generator, out) writing the final generator (default: out/generator.keras).
     """
+    if config.pretrained and networks is None:
+        raise Sar2OptError(
+            f"Expected the pre-trained generator of {config.name!r} (keras_sar2opt.finetune; to resume, rerun "
+            "its train_finetune_*.py command with the same --out), received none"
+        )
     options = {
         "precision": precision,
         "strategy": strategy,
@@ -283,6 +496,7 @@ def train_experiment(
         "tensorboard": tensorboard,
         "early_stopping": early_stopping,
         "on_bad": on_bad,
+        "deterministic": deterministic,
     }
     check_run_options(config, data=data, pairs=pairs, **options)
     distribution = make_strategy(strategy)  # first: multi-worker strategies precede other TF work
@@ -296,50 +510,84 @@ def train_experiment(
         resolver = distribution.cluster_resolver
         out = out / "workers" / f"{resolver.task_type}-{resolver.task_id}"
 
+    from keras_sar2opt.training.checkpoints import CheckpointStore
+
+    store = CheckpointStore(out / "checkpoints")
+    if store.read():
+        check_same_run(out, config, steps_per_epoch)
+    check_writable(out)
+    if deterministic:
+        enable_determinism()
+
     import keras
 
     from keras_sar2opt.data import make_dataset, save_skipped, save_split
+    from keras_sar2opt.data.pipeline import training_batches
     from keras_sar2opt.reports.plots import plot_run_curves, read_history
+    from keras_sar2opt.training.callbacks import HistoryCSV, read_history_rows
 
     with _dtype_policy(precision), distribution.scope():
         keras.utils.set_random_seed(config.seed)
-        model = build_adversarial_model(config)  # before the data: a bad image size fails fast
+        model = build_adversarial_model(config, networks)  # before the data: a bad image size fails fast
+        check_free_space(out, model, store)
 
         pair_set, synthetic = prepare_data(
-            data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad
+            data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset
         )
         split = make_split(pair_set, config.seed, config.batch_size, replicas)
+        if store.exists:
+            check_same_split(out / "split.json", split)
         out.mkdir(parents=True, exist_ok=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
             save_skipped(pair_set, out / "skipped.csv")
-        settings = run_settings(config, pair_set, split, synthetic, distribution, out, **options)
-        (out / "config.json").write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
+        settings = {**run_settings(config, pair_set, split, synthetic, distribution, out, **options),
+                    **(extra_settings or {})}
+        files.write_text(out / "config.json", json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
 
-        dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size, "seed": config.seed}
-        train = make_dataset(split["train"], training=True, augment=config.augment, **dataset_options)
-        if steps_per_epoch:
-            train = train.repeat()
-        val = make_dataset(_whole_replicas(split["val"], replicas), training=False, **dataset_options)
-        sample_batch = next(iter(make_dataset(split["val"][:SAMPLE_PAIRS], training=False, **dataset_options)))
-        callbacks = make_callbacks(
-            out,
-            [keras.ops.convert_to_numpy(images) for images in sample_batch],
-            sample_every=sample_every,
-            tensorboard=tensorboard,
-            early_stopping=early_stopping,
-            resuming=(out / "backup").is_dir(),
-        )
-        model.fit(
-            train,
-            validation_data=val,
-            epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the training dataset shuffles itself, seeded
-            verbose=verbose,
-        )
-        model.generator.save(out / "generator.keras")
+        checkpoint = store.latest() if store.directory.is_dir() else None
+        done = 0
+        if checkpoint is not None:
+            store.restore(model, checkpoint)
+            done = checkpoint.epoch
+            logger.warning(f"Resuming {out} after epoch {done} of {config.epochs} from {checkpoint.path}")
+        history = read_history_rows(out / "history.csv", done)
+        stopped_early = bool(store.finished and store.finished["stopped_early"])
+        if done < config.epochs and not stopped_early:
+            steps = steps_per_epoch or len(split["train"]) // config.batch_size
+            dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size}
+            train = training_batches(
+                split["train"], seed=config.seed, augment=config.augment, first_batch=done * steps, **dataset_options
+            )
+            val_pairs = _whole_replicas(split["val"], replicas)
+            val = make_dataset(val_pairs, training=False, seed=config.seed, **dataset_options)
+            samples = make_dataset(split["val"][:SAMPLE_PAIRS], training=False, **dataset_options)
+            sample_batch = _reading_data(next, iter(samples))
+            callbacks = make_callbacks(
+                out,
+                store,
+                [keras.ops.convert_to_numpy(images) for images in sample_batch],
+                sample_every=sample_every,
+                tensorboard=tensorboard,
+                early_stopping=early_stopping,
+                history=history,
+            )
+            _reading_data(
+                model.fit,
+                train,
+                validation_data=val,
+                epochs=config.epochs,
+                initial_epoch=done,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                shuffle=False,  # the stream shuffles itself, seeded by position
+                verbose=verbose,
+            )
+            trained = next(c for c in callbacks if isinstance(c, HistoryCSV)).rows
+            stopped = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch for c in callbacks)
+            store.mark_finished(len(trained), stopped_early=stopped)
+        else:
+            logger.warning(f"{out} holds a finished run of {done} epochs: nothing to train")
+        (export or save_generator)(model.generator, out)
     plot_run_curves(read_history(out / "history.csv"), out, title=f"{config.name} ({config.section})")
     return out
-

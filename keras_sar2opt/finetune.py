@@ -1,0 +1,327 @@
+"""Report §4: fine-tuning a pre-trained Pix2Pix fully (§4.1, Table 6) or with LoRA adapters (§4.2, Table 7).
+
+Without a generator, a Pix2Pix is first pre-trained on the synthetic `sentinel` preset (the
+source domain; the run is cached under `runs/cache`, named by its settings) and then fine-tuned on
+the `qxslab` preset (the target domain): the report's domain gap in miniature. A fine-tuning run
+folder is a training run folder (keras_sar2opt.training.run) with the trainable parameter counts
+under "finetune" in config.json and `held_out.json`, the held-out L1 of the generator before and
+after fine-tuning; a LoRA run adds `adapters.safetensors` (the adapters alone) and its
+`generator.keras` is the merged, plain generator. docs/finetuning.md explains the counts.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.experiments import DEFAULT_PAIRS, DEFAULT_PRETRAIN_EPOCHS, get_experiment
+from keras_sar2opt.inference import CHECKPOINT_EXTENSIONS
+from keras_sar2opt.reports import files, paper
+
+PRETRAIN_EXPERIMENT = "pix2pix"
+SOURCE_PRESET = "sentinel"  # the pre-training domain (§3: Sentinel-1/2); fine-tuning data defaults to qxslab
+DEFAULT_CACHE = Path("runs") / "cache"
+ADAPTERS_FILE = "adapters.safetensors"
+HELD_OUT_FILE = "held_out.json"
+HELD_OUT_SPLIT = "val"
+
+
+def pretraining_folder(cache, *, image_size, batch_size, pairs, epochs, steps_per_epoch, precision, seed):
+    """The run folder of a cached pre-training: `cache` / a name holding every setting of the run."""
+    steps = "all" if steps_per_epoch is None else steps_per_epoch
+    return Path(cache) / (
+        f"{PRETRAIN_EXPERIMENT}-{SOURCE_PRESET}-{image_size}px-{pairs}pairs-batch{batch_size}-{epochs}ep-"
+        f"{steps}steps-{precision}-seed{seed}"
+    )
+
+
+def pretrain_generator(cache, *, image_size, batch_size, pairs, epochs, steps_per_epoch, precision, strategy, seed,
+                       verbose="auto"):
+    """generator.keras of a Pix2Pix trained on `pairs` synthetic sentinel pairs, reused when cached.
+
+    A finished run folder (one holding generator.keras) is reused; an interrupted one resumes.
+    """
+    from keras_sar2opt.training.run import train_experiment
+
+    settings = {"image_size": image_size, "batch_size": batch_size, "epochs": epochs, "seed": seed}
+    out = pretraining_folder(cache, pairs=pairs, steps_per_epoch=steps_per_epoch, precision=precision, **settings)
+    path = out / "generator.keras"
+    if path.is_file():
+        print(f"Using the cached generator pre-trained on synthetic {SOURCE_PRESET} pairs: {path}")
+        return path
+    print(f"Pre-training {PRETRAIN_EXPERIMENT} on {pairs} synthetic {SOURCE_PRESET} pairs into {out}")
+    train_experiment(
+        get_experiment(PRETRAIN_EXPERIMENT).with_overrides(**settings),
+        out=out,
+        pairs=pairs,
+        preset=SOURCE_PRESET,
+        precision=precision,
+        strategy=strategy,
+        steps_per_epoch=steps_per_epoch,
+        verbose=verbose,
+    )
+    return path
+
+
+def _check_file(path, option):
+    if path is not None and not Path(path).is_file():
+        raise Sar2OptError(f"Expected {option} to be a .keras, .pth or .safetensors file, received {path} (not found)")
+
+
+def _load_keras(path, option):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad archive
+        raise Sar2OptError(
+            f"Expected {option} to be a loadable .keras model, received {path} ({type(error).__name__}: {error})"
+        ) from None
+
+
+def load_network(path, role, image_size):
+    """The pre-trained "generator" or "discriminator" in `path`: a .keras model, or a SAR2Optical
+    checkpoint converted at `image_size`. Its inputs must be image_size square (a conditional
+    discriminator takes SAR and optical)."""
+    from keras_sar2opt.convert.pix2pix import load_pix2pix_discriminator, load_pix2pix_generator
+
+    path, option = Path(path), f"--{role}"
+    _check_file(path, option)
+    suffix = path.suffix.lower()
+    if suffix in CHECKPOINT_EXTENSIONS:
+        load = load_pix2pix_generator if role == "generator" else load_pix2pix_discriminator
+        model = load(path, image_size=image_size)
+    elif suffix == ".keras":
+        model = _load_keras(path, option)
+    else:
+        raise Sar2OptError(f"Expected {option} to end in .keras, .pth or .safetensors, received {path}")
+    shapes = [tuple(tensor.shape[1:3]) for tensor in model.inputs]
+    if len(shapes) != (1 if role == "generator" else 2) or any(s != (image_size, image_size) for s in shapes):
+        inputs = "one SAR input" if role == "generator" else "SAR and optical inputs"
+        raise Sar2OptError(
+            f"Expected {option} with {inputs} of {image_size}x{image_size} (--image-size), received {path} "
+            f"with inputs {[tuple(tensor.shape) for tensor in model.inputs]}"
+        )
+    return model
+
+
+def rebuild(model):
+    """A copy of `model` with its weights whose layers compute in the global dtype policy, its output
+    layers in float32 (as the run's own networks). Called in a run's precision and strategy scope,
+    its variables belong to that scope."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy().name
+    outputs = set(model.output_names)
+
+    def clone_layer(layer):
+        dtype = "float32" if layer.name in outputs else policy
+        return type(layer).from_config({**layer.get_config(), "dtype": dtype})
+
+    copy = keras.models.clone_model(model, clone_function=clone_layer)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def adapt_generator(generator, config):
+    """The generator to train: all of `generator` (full fine-tuning), or a copy with LoRA adapters
+    on `config.lora_targets` whose only trainable weights are the adapters and `config.also_train`."""
+    if not config.lora_targets:
+        return generator
+    from keras_sar2opt.lora import apply_lora
+
+    return apply_lora(
+        generator,
+        config.lora_targets,
+        rank=config.lora_rank,
+        alpha=config.lora_alpha,
+        dropout=config.lora_dropout,
+        also_train=config.also_train,
+    )
+
+
+def parameter_summary(generator, adapted, config):
+    """Trainable parameters of the adapted generator, as a count and a percentage of the (fully
+    trainable) generator's, beside the report's figures; for LoRA also the adapters' closed-form count."""
+    from keras_sar2opt.lora import count_lora_parameters, count_trainable_parameters
+
+    total = count_trainable_parameters(generator)
+    trainable = count_trainable_parameters(adapted)
+    summary = {"generator": total, "trainable": trainable, "percent": 100 * trainable / total}
+    if config.lora_targets:
+        adapters = count_lora_parameters(generator, config.lora_targets, rank=config.lora_rank)
+        summary.update(
+            adapters=adapters,
+            adapters_percent=100 * adapters / total,
+            also_trained=trainable - adapters,
+            report={"trainable": paper.SECTION42_LORA_TRAINABLE, "percent": paper.SECTION42_LORA_PERCENT},
+        )
+    else:
+        summary["report"] = {"trainable": paper.SECTION41_TRAINABLE, "percent": 100.0}
+    return summary
+
+
+def describe_parameters(config, summary):
+    """One line for the terminal: the trainable count beside the report's."""
+    line = (
+        f"{config.name}: {summary['trainable']:,} trainable generator parameters = {summary['percent']:.3f}% "
+        f"of {summary['generator']:,}"
+    )
+    if not config.lora_targets:
+        return line + f" (report §4.1: all {paper.SECTION41_TRAINABLE / 1e6:.1f} million)"
+    also = (
+        f" + also-trained {', '.join(config.also_train)}: {summary['also_trained']:,}" if config.also_train else ""
+    )
+    return (
+        f"{line} (LoRA r={config.lora_rank}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets)}: "
+        f"{summary['adapters']:,} = {summary['adapters_percent']:.3f}%{also}); report §4.2.1: roughly "
+        f"{paper.SECTION42_LORA_TRAINABLE:,}, about {paper.SECTION42_LORA_PERCENT}% (see docs/finetuning.md)"
+    )
+
+
+def export_lora(generator, out):
+    """Write a LoRA run's generator: the adapters alone (adapters.safetensors) and the merged, plain
+    generator (generator.keras)."""
+    from keras_sar2opt.lora import merge_lora, save_adapters
+    from keras_sar2opt.training.run import save_generator
+
+    with files.atomic_path(out / ADAPTERS_FILE) as temporary:
+        save_adapters(generator, temporary)
+    save_generator(merge_lora(generator), out)
+
+
+def held_out_l1(generator, pairs, image_size, batch_size):
+    """Mean L1 (images in [-1, 1]) of `generator` over `pairs`, in inference mode: val_g_l1's measure."""
+    import keras
+    import numpy as np
+
+    from keras_sar2opt.data import make_dataset
+    from keras_sar2opt.training.losses import l1_loss
+
+    values = [
+        keras.ops.convert_to_numpy(l1_loss(generator(sar, training=False), optical))
+        for sar, optical in make_dataset(pairs, image_size, batch_size, training=False)
+    ]
+    return float(np.mean(np.concatenate(values)))
+
+
+def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs):
+    """Raise Sar2OptError, naming the option, for fine-tuning settings a run cannot start with."""
+    from keras_sar2opt.lora import _check_hyperparameters
+
+    if not config.pretrained:
+        raise Sar2OptError(f"Expected a fine-tuning experiment (config.pretrained), received {config.name!r}")
+    _check_file(generator, "--generator")
+    _check_file(discriminator, "--discriminator")
+    if generator is not None and (cache is not None or pretrain_epochs is not None):
+        raise Sar2OptError(
+            f"Expected --cache and --pretrain-epochs only without --generator, received --generator {generator}"
+        )
+    if pretrain_epochs is not None and (not isinstance(pretrain_epochs, int) or pretrain_epochs < 1):
+        raise Sar2OptError(f"Expected --pretrain-epochs to be a positive integer, received {pretrain_epochs!r}")
+    if config.lora_targets:
+        _check_hyperparameters(config.lora_rank, config.lora_alpha, config.lora_dropout)
+    elif config.lora_rank or config.also_train:
+        raise Sar2OptError(
+            f"Expected a LoRA rank and also-trained layers only with LoRA targets, received them for {config.name!r}"
+        )
+
+
+def finetune(
+    config,
+    data=None,
+    out=None,
+    *,
+    generator=None,
+    discriminator=None,
+    pairs=DEFAULT_PAIRS,
+    cache=None,
+    pretrain_epochs=None,
+    precision="float32",
+    strategy="none",
+    steps_per_epoch=None,
+    verbose="auto",
+    **options,
+):
+    """Fine-tune a pre-trained generator with the experiment `config` (`finetune-full` or
+    `finetune-lora`) and write its run folder; returns its Path.
+
+    generator: a .keras generator or SAR2Optical .pth/.safetensors checkpoint; None pre-trains a
+    Pix2Pix on `pairs` synthetic sentinel pairs for `pretrain_epochs` (default 20) with the run's
+    batch size, image size, steps per epoch, precision and seed, cached in `cache` (default
+    runs/cache). discriminator: likewise, or None for a fresh one. data, out, pairs and `options`
+    are train_experiment's (no data: synthetic qxslab pairs). Prints the trainable parameter count
+    and the held-out L1 on the validation split before and after fine-tuning.
+    """
+    from keras_sar2opt.data import load_split
+    from keras_sar2opt.inference import load_generator
+    from keras_sar2opt.models import build_model
+    from keras_sar2opt.training.run import check_run_options, train_experiment
+
+    check_finetune_options(config, generator, discriminator, cache, pretrain_epochs)
+    run_options = {"precision": precision, "strategy": strategy, "steps_per_epoch": steps_per_epoch, **options}
+    check_run_options(config, data=data, pairs=pairs, **run_options)  # before a long pre-training
+    if generator is None:
+        source = pretrain_generator(
+            DEFAULT_CACHE if cache is None else cache,
+            image_size=config.image_size,
+            batch_size=config.batch_size,
+            pairs=pairs,
+            epochs=DEFAULT_PRETRAIN_EPOCHS if pretrain_epochs is None else pretrain_epochs,
+            steps_per_epoch=steps_per_epoch,
+            precision=precision,
+            strategy=strategy,
+            seed=config.seed,
+            verbose=verbose,
+        )
+    else:
+        source = Path(generator)
+    start = load_network(source, "generator", config.image_size)
+    start.trainable = True  # every layer, whatever the file says; LoRA freezes all but its own
+    adapted = adapt_generator(start, config)  # here first, so bad targets fail before any data is written
+    summary = parameter_summary(start, adapted, config)
+    del adapted
+    print(describe_parameters(config, summary))
+    start_d = None if discriminator is None else load_network(discriminator, "discriminator", config.image_size)
+
+    def networks():
+        if start_d is None:
+            d = build_model(config.discriminator, image_size=config.image_size)
+        else:
+            d = rebuild(start_d)
+        return adapt_generator(rebuild(start), config), d
+
+    settings = {
+        "finetune": {
+            "generator": os.fspath(source.resolve()),
+            "pretraining": os.fspath(source.parent.resolve()) if generator is None else None,
+            "discriminator": None if discriminator is None else os.fspath(Path(discriminator).resolve()),
+            "parameters": summary,
+        }
+    }
+    out = train_experiment(
+        config,
+        data,
+        out,
+        pairs=pairs,
+        verbose=verbose,
+        networks=networks,
+        extra_settings=settings,
+        export=export_lora if config.lora_targets else None,
+        **run_options,
+    )
+    pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
+    measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size}
+    result = {
+        "split": HELD_OUT_SPLIT,
+        "pairs": len(pairs_held_out),
+        "generator": os.fspath(source.resolve()),
+        "l1_before": held_out_l1(start, **measure),
+        "l1_after": held_out_l1(load_generator(out / "generator.keras"), **measure),
+    }
+    files.write_text(out / HELD_OUT_FILE, json.dumps(result, indent=2) + "\n")
+    print(
+        f"Held-out L1 on the {HELD_OUT_SPLIT} split ({result['pairs']} pairs): {result['l1_before']:.4f} before "
+        f"fine-tuning, {result['l1_after']:.4f} after"
+    )
+    return out

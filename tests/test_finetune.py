@@ -1,0 +1,156 @@
+"""Fine-tuning (report §4): Table 6 and 7 settings, LoRA through fit(), parameter counts, option errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sar2opt import finetune, lora
+from keras_sar2opt.cli import main
+from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.experiments import OptimizerConfig, get_experiment
+from keras_sar2opt.models import patchgan_discriminator, pix2pix_generator, unet_generator
+from keras_sar2opt.models.pix2pix import ENCODER_FILTERS
+from keras_sar2opt.training.run import build_adversarial_model, train_experiment
+
+SIZE = 32
+
+
+def test_experiments_follow_tables_6_and_7():
+    full, lora_config = get_experiment("finetune-full"), get_experiment("finetune-lora")
+    assert full.pretrained and lora_config.pretrained
+    assert full.g_optimizer == OptimizerConfig("adam", 5e-5, beta_1=0.5, beta_2=0.999)  # Table 6
+    assert (full.batch_size, full.epochs, full.l1_weight, full.augment) == (32, 50, 100.0, True)
+    assert full.lora_targets == () and full.discriminator == "pix2pix_discriminator"
+    assert lora_config.g_optimizer == OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999)  # Table 7
+    assert (lora_config.batch_size, lora_config.epochs) == (32, 30)
+    assert (lora_config.lora_rank, lora_config.lora_alpha, lora_config.lora_dropout) == (16, 32.0, 0.1)
+    assert lora_config.lora_targets == tuple(f"enc{k}" for k in range(1, 9)) and lora_config.also_train == ()
+    for config in (full, lora_config):
+        assert (config.generator, config.discriminator, config.image_size) == (
+            "pix2pix_generator", "pix2pix_discriminator", 256
+        )
+        assert "d_optimizer" in config.assumed
+
+
+def _pairs(n, seed):
+    rng = np.random.default_rng(seed)
+    sar = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32")
+    return sar, np.tanh(2 * sar[..., ::-1]).astype("float32")
+
+
+def test_lora_fit_keeps_every_base_weight_and_changes_every_adapter():
+    targets = ("enc1", "enc2", "enc3", "enc4")  # Table 5's encoder convolutions
+    config = get_experiment("finetune-lora").with_overrides(image_size=SIZE, lora_targets=targets)
+    base = unet_generator(SIZE)
+    model = build_adversarial_model(
+        config, lambda: (finetune.adapt_generator(finetune.rebuild(base), config), patchgan_discriminator(SIZE))
+    )
+    generator = model.generator
+    adapters = {w.path for layer in generator.layers if isinstance(layer, lora.LoRAConv)
+                for w in (layer.lora_a.kernel, layer.lora_b.kernel)}
+    assert {w.path for w in generator.trainable_weights} == adapters and len(adapters) == 2 * len(targets)
+    before = {w.path: np.array(w) for w in generator.weights}
+    dataset = tf.data.Dataset.from_tensor_slices(_pairs(6, 0)).batch(2)
+    model.fit(dataset, epochs=1, shuffle=False, verbose=0)  # 3 steps; B starts at zero, so A moves from the second
+    base_weights = {w.path: np.array(w) for w in base.weights}  # BatchNorm moving statistics included
+    assert len(base_weights) == len(generator.weights) - len(adapters)
+    for weight in generator.weights:
+        if weight.path in adapters:
+            assert not np.array_equal(before[weight.path], np.array(weight)), weight.path
+        else:
+            np.testing.assert_array_equal(
+                np.array(weight), base_weights[weight.path.replace("/base/", "/")], err_msg=weight.path
+            )
+
+
+def test_pix2pix_lora_counts_match_the_closed_form_and_are_printed():
+    generator = pix2pix_generator(256)
+    config = get_experiment("finetune-lora")
+    # Σ over enc1..enc8 of r·(k·k·C_in + C_out), 4x4 kernels, C_in the previous block's channels.
+    channels_in = (3,) + ENCODER_FILTERS[:-1]
+    closed_form = sum(16 * (4 * 4 * c_in + c_out) for c_in, c_out in zip(channels_in, ENCODER_FILTERS))
+    summary = finetune.parameter_summary(generator, finetune.adapt_generator(generator, config), config)
+    assert summary["trainable"] == summary["adapters"] == closed_form == 687_872
+    assert summary["generator"] == 54_541_827
+    assert summary["percent"] == pytest.approx(100 * 687_872 / 54_541_827)
+    line = finetune.describe_parameters(config, summary)
+    assert "687,872 trainable" in line and "1.261%" in line and "roughly 820,000, about 1.5%" in line
+
+    wider = config.with_overrides(also_train=("dec8", "head"))
+    summary = finetune.parameter_summary(generator, finetune.adapt_generator(generator, wider), wider)
+    assert (summary["trainable"], summary["adapters"], summary["also_trained"]) == (820_803, 687_872, 132_931)
+    assert f"{summary['percent']:.3f}" == "1.505"
+    assert "+ also-trained dec8, head: 132,931" in finetune.describe_parameters(wider, summary)
+
+    full = get_experiment("finetune-full")
+    summary = finetune.parameter_summary(generator, finetune.adapt_generator(generator, full), full)
+    assert (summary["trainable"], summary["percent"]) == (54_541_827, 100.0)
+
+
+def test_rebuild_copies_weights_into_the_global_policy():
+    model = unet_generator(SIZE)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        copy = finetune.rebuild(model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert copy.get_layer("enc2").dtype_policy.name == "mixed_bfloat16"
+    assert copy.get_layer("out_tanh").dtype_policy.name == "float32" and copy.output.dtype == "float32"
+    assert [w.path for w in copy.weights] == [w.path for w in model.weights]
+    for ours, theirs in zip(copy.weights, model.weights):
+        np.testing.assert_array_equal(np.array(ours), np.array(theirs))
+        assert ours is not theirs
+
+
+def test_load_network_checks_size_and_inputs(tmp_path):
+    path = tmp_path / "small.keras"
+    unet_generator(SIZE).save(path)
+    assert finetune.load_network(path, "generator", SIZE).name == "unet_generator"
+    with pytest.raises(Sar2OptError, match=r"--generator with one SAR input of 256x256 \(--image-size\)"):
+        finetune.load_network(path, "generator", 256)
+    with pytest.raises(Sar2OptError, match="--discriminator with SAR and optical inputs"):
+        finetune.load_network(path, "discriminator", SIZE)
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(Sar2OptError, match="--generator to end in .keras, .pth or .safetensors"):
+        finetune.load_network(tmp_path / "weights.h5", "generator", SIZE)
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    with pytest.raises(Sar2OptError, match="--generator to be a loadable .keras model, received .*broken.keras"):
+        finetune.load_network(tmp_path / "broken.keras", "generator", SIZE)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--experiment", "pix2pix", "--rank", "8"], "Expected --rank only with --experiment finetune-lora"),
+        (["--experiment", "finetune-full", "--also-train", "head"], "--also-train only with --experiment finetune-"),
+        (["--experiment", "patchgan", "--generator", "g.keras"], "--generator only with --experiment finetune-full or"),
+        (["--experiment", "finetune-full", "--generator", "missing.keras"], "--generator to be a .keras, .pth or"),
+        (["--experiment", "finetune-lora", "--rank", "0"], "Expected rank to be a positive integer, received 0"),
+        (["--experiment", "finetune-lora", "--lora-dropout", "1"], "Expected dropout to be in"),
+        (["--experiment", "finetune-lora", "--pretrain-epochs", "0"], "Expected --pretrain-epochs to be a positive"),
+        (["--experiment", "finetune-full", "--generator", "g.keras", "--cache", "c"], "only without --generator"),
+        (["--experiment", "finetune-lora", "--batch-size", "0"], "Expected batch-size to be a positive integer"),
+    ],
+)
+def test_bad_options_fail_in_one_line_before_any_work(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run and cache folders are under runs/
+    (tmp_path / "g.keras").write_bytes(b"")
+    assert main(["train", *argv]) == 1
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_layer_list_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--experiment", "finetune-lora", "--targets", ","])
+    assert exit_info.value.code == 2 and "expected comma-separated layer names" in capsys.readouterr().err
+
+
+def test_a_finetuning_experiment_needs_its_generator(tmp_path):
+    with pytest.raises(Sar2OptError, match="pre-trained generator of 'finetune-full'"):
+        train_experiment(get_experiment("finetune-full"), out=tmp_path / "run")
+    with pytest.raises(Sar2OptError, match="Expected a fine-tuning experiment"):
+        finetune.finetune(get_experiment("pix2pix"), out=tmp_path / "run")

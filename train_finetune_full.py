@@ -1,0 +1,8 @@
+"""Report §4.1, Table 6: full fine-tuning of a pre-trained Pix2Pix: `sar2opt train --experiment finetune-full`."""
+
+import sys
+
+from keras_sar2opt.commands.train import main_for
+
+if __name__ == "__main__":
+    sys.exit(main_for("finetune-full"))
