@@ -15,7 +15,7 @@ from pathlib import Path
 
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, DEFAULT_PRETRAIN_EPOCHS, get_experiment
-from keras_sar2opt.inference import CHECKPOINT_EXTENSIONS
+from keras_sar2opt.inference import CHECKPOINT_EXTENSIONS, load_keras_model
 from keras_sar2opt.reports import files, paper
 
 PRETRAIN_EXPERIMENT = "pix2pix"
@@ -68,17 +68,6 @@ def _check_file(path, option):
         raise Sar2OptError(f"Expected {option} to be a .keras, .pth or .safetensors file, received {path} (not found)")
 
 
-def _load_keras(path, option):
-    import keras
-
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad archive
-        raise Sar2OptError(
-            f"Expected {option} to be a loadable .keras model, received {path} ({type(error).__name__}: {error})"
-        ) from None
-
-
 def load_network(path, role, image_size):
     """The pre-trained "generator" or "discriminator" in `path`: a .keras model, or a SAR2Optical
     checkpoint converted at `image_size`. Its inputs must be image_size square (a conditional
@@ -92,7 +81,7 @@ def load_network(path, role, image_size):
         load = load_pix2pix_generator if role == "generator" else load_pix2pix_discriminator
         model = load(path, image_size=image_size)
     elif suffix == ".keras":
-        model = _load_keras(path, option)
+        model = load_keras_model(path, option)
     else:
         raise Sar2OptError(f"Expected {option} to end in .keras, .pth or .safetensors, received {path}")
     shapes = [tuple(tensor.shape[1:3]) for tensor in model.inputs]

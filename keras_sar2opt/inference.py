@@ -53,14 +53,18 @@ def load_generator(path, *, upsample_mode="nearest"):
         return load_pix2pix_generator(path, upsample_mode=upsample_mode)
     if suffix != ".keras":
         raise Sar2OptError(f"Expected a model file ending in .keras, .pth or .safetensors, received {path}")
+    return load_keras_model(path)
+
+
+def load_keras_model(path, option=None):
+    """A .keras model without its compile state; a bad archive is a one-line Sar2OptError (naming `option`)."""
     import keras
 
+    expected = f"{option} to be a loadable .keras model" if option else "a loadable .keras model"
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
-        raise Sar2OptError(
-            f"Expected a loadable .keras model, received {path} ({type(error).__name__}: {error})"
-        ) from None
+        raise Sar2OptError(f"Expected {expected}, received {path} ({type(error).__name__}: {error})") from None
 
 
 def tile_size(model):
