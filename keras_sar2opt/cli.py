@@ -7,6 +7,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_sar2opt.commands import (  # noqa: E402
+    benchmark,
     convert,
     evaluate,
     make_synthetic,
@@ -28,6 +29,7 @@ COMMANDS = (
     convert,
     translate,
     report,
+    benchmark,
 )
 
 

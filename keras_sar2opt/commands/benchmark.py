@@ -1,0 +1,102 @@
+"""`sar2opt benchmark`: Keras against PyTorch on the report's networks (§2, §3), written to a Markdown report."""
+
+import shlex
+from pathlib import Path
+
+from keras_sar2opt.benchmark import BACKENDS, PRECISIONS, WORKLOADS
+from keras_sar2opt.errors import Sar2OptError
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="time training and inference against the PyTorch SAR2Optical networks",
+        description="Time, in one run: the Pix2Pix train step through AdversarialModel.fit fed from disk "
+        "by make_dataset and by a constant batch, generator inference at batch 1, 4 and 32, the report's "
+        "GAN (Tables 5 + 3) at batch 32, in float32 and mixed_bfloat16; the same Pix2Pix step and "
+        "inference in PyTorch (float32 and bf16 autocast); and a matrix-multiply ceiling. Prints a table "
+        "(img/s, Keras/PyTorch, FLOPs, achieved GFLOP/s and its fraction of the ceiling) and writes it "
+        "with the command to --out. Takes 10-30 minutes (--quick: a few).",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, no XLA variant, inference at batch 1 and 4")
+    parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="Keras backend")
+    parser.add_argument("--out", default="reports/benchmarks.md", metavar="PATH", help="Markdown report")
+    parser.add_argument("--repeats", type=int, metavar="N", help="timed blocks per measurement (median)")
+    parser.add_argument("--only", nargs="+", choices=list(WORKLOADS), metavar="WORKLOAD",
+                        help=f"measure only these: {', '.join(WORKLOADS)} (the matmul ceiling always)")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, metavar="PRECISION",
+                        help="float32 and/or mixed_bfloat16 (default both)")
+    parser.add_argument("--budget", type=float, metavar="SECONDS", help="timed seconds per measurement at most")
+    parser.add_argument("--quiet-wait", type=float, metavar="SECONDS",
+                        help="seconds to wait before each measurement for other processes to go quiet")
+    parser.add_argument("--threads", type=int, metavar="N", help="threads for TensorFlow and PyTorch (default: all cores)")
+    parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch side")
+    parser.set_defaults(func=run)
+
+
+def command_line(args):
+    """The `sar2opt benchmark` command that reproduces a run with these options."""
+    parts = ["sar2opt", "benchmark"]
+    if args.quick:
+        parts.append("--quick")
+    parts += ["--backend", args.backend]
+    options = (
+        ("--repeats", args.repeats), ("--budget", args.budget), ("--quiet-wait", args.quiet_wait),
+        ("--threads", args.threads),
+    )
+    for option, value in options:
+        if value is not None:
+            parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    for option, values in (("--only", args.only), ("--precision", args.precision)):
+        if values:
+            parts += [option, *values]
+    if not args.torch:
+        parts.append("--no-torch")
+    parts += ["--out", str(args.out)]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def settings_from_args(args):
+    from keras_sar2opt.benchmark import Settings
+
+    overrides = {}
+    if args.repeats is not None:
+        if args.repeats < 1:
+            raise Sar2OptError(f"Expected --repeats to be a positive integer, received {args.repeats}")
+        overrides["repeats"] = args.repeats
+    if args.budget is not None:
+        if not args.budget > 0:
+            raise Sar2OptError(f"Expected --budget to be a positive number of seconds, received {args.budget:g}")
+        overrides["budget"] = args.budget
+    if args.quiet_wait is not None:
+        if args.quiet_wait < 0:
+            raise Sar2OptError(f"Expected --quiet-wait to be a non-negative number of seconds, received {args.quiet_wait:g}")
+        overrides["quiet_wait"] = args.quiet_wait
+    if args.only:
+        overrides["workloads"] = tuple(dict.fromkeys(args.only))
+    if args.precision:
+        overrides["precisions"] = tuple(dict.fromkeys(args.precision))
+    overrides["torch"] = args.torch
+    return Settings.quick(**overrides) if args.quick else Settings(**overrides)
+
+
+def run(args):
+    out = Path(args.out)
+    if out.is_dir():
+        raise Sar2OptError(f"Expected --out to be a Markdown file path, received {out}, which is a folder")
+    settings = settings_from_args(args)
+    from keras_sar2opt import benchmark
+
+    runtime = benchmark.configure(args.backend, args.threads)
+    if settings.torch and "torch" not in runtime:
+        raise Sar2OptError("Expected PyTorch for the comparison (the benchmark extra), received none: install torch or pass --no-torch")
+    command = command_line(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(results):
+        out.write_text(benchmark.format_report(results, command) + "\n")
+
+    results = benchmark.run_benchmark(settings, runtime, after_each=write)
+    print(benchmark.format_report(results, command))
+    print(f"\nsar2opt benchmark: wrote {out}")
+    return 0

@@ -1,0 +1,143 @@
+"""The benchmark machinery (issue 6) at toy sizes: FLOP counts, timing, the table and the command."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_sar2opt import benchmark, cli
+from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.models import patchgan_discriminator, unet_generator
+
+TOY = dict(
+    workloads=("report-gan-train",), precisions=("float32",), torch=False, report_gan_size=32,
+    report_gan_batch=2, pix2pix_size=32, pairs=4, warmup=2, steps=1, repeats=2, budget=5.0, quiet_wait=0.0,
+    matmul_size=128,
+)
+
+
+def tiny_model():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same")(inputs)  # -> 4x4x4
+    x = keras.layers.Conv2D(6, 1, groups=2)(x)  # -> 4x4x6, grouped
+    x = keras.layers.Conv2DTranspose(2, 2, strides=2)(x)  # -> 8x8x2
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(5)(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_forward_macs_equals_a_hand_count():
+    hand = (
+        4 * 4 * 3 * 3 * 3 * 4  # Conv2D: output positions x kernel x C_in x C_out
+        + 4 * 4 * 1 * 1 * (4 // 2) * 6  # grouped 1x1 Conv2D: C_in per group
+        + 4 * 4 * 2 * 2 * 6 * 2  # Conv2DTranspose: input positions x kernel x C_in x C_out
+        + 8 * 8 * 2 * 5  # Dense on the flattened 8x8x2
+    )
+    assert benchmark.forward_macs(tiny_model()) == hand
+    outer = keras.Sequential([keras.Input((8, 8, 3)), tiny_model()])  # nested models are walked
+    assert benchmark.forward_macs(outer) == hand
+
+
+def test_forward_macs_of_table5_generator():
+    # Table 5 at 128x128: (input or output positions, kernel, C_in, C_out) of each layer.
+    layers = [
+        (64 * 64, 16, 3, 64), (32 * 32, 16, 64, 128), (16 * 16, 16, 128, 256), (8 * 8, 16, 256, 512),
+        (8 * 8, 16, 512, 256), (16 * 16, 16, 512, 128), (32 * 32, 16, 256, 64), (64 * 64, 16, 128, 3),
+    ]
+    assert benchmark.forward_macs(unet_generator()) == sum(math.prod(layer) for layer in layers)
+
+
+def test_train_flops_formula():
+    assert benchmark.train_flops(10, 1) == 2 * (3 * 10 + 8 * 1)
+
+
+def test_budget_turns_slow_calls_into_single_timed_calls():
+    settings = benchmark.Settings(steps=4, repeats=5, budget=10.0)
+    assert benchmark._plan_calls(0.1, settings) == (4, 5)
+    assert benchmark._plan_calls(3.0, settings) == (1, 3)
+    assert benchmark._plan_calls(100.0, settings) == (1, 1)
+
+
+def test_medians_are_over_quiet_blocks_when_there_are_any():
+    timing = benchmark.summarise([1.0, 2.0, 10.0], [0.0, 1.5, 0.1], calls=6)
+    assert (timing.rate, timing.calls, timing.quiet_blocks, timing.blocks) == (5.5, 6, 2, 3)
+    assert timing.others == pytest.approx(0.05)
+    busy = benchmark.summarise([1.0, 2.0, 10.0], [1.0, 1.5, 2.0], calls=3)
+    assert (busy.rate, busy.quiet_blocks) == (2.0, 0) and busy.others == pytest.approx(1.5)
+    unknown = benchmark.summarise([3.0], [math.nan], calls=1)  # no /proc: every block counts
+    assert unknown.rate == 3.0 and unknown.quiet_blocks == 1 and math.isnan(unknown.others)
+    assert benchmark.summarise([1.0, 2.0], [0.0, 1.0], 2, cpu=[4.0, 9.0]).cpu_per_call == 4.0
+
+
+def test_command_runs_a_toy_benchmark_and_writes_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(benchmark.Settings, "quick", classmethod(lambda cls, **overrides: cls(**{**TOY, **overrides})))
+    out = tmp_path / "reports" / "benchmarks.md"
+    assert cli.main(["benchmark", "--quick", "--no-torch", "--precision", "float32", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    text = out.read_text()
+    assert "`sar2opt benchmark --quick --backend tensorflow --precision float32 --no-torch --out" in text
+    assert "| " + " | ".join(benchmark.TABLE_COLUMNS) + " |" in text
+    assert "## Targets (issue 6)" in text and "| TensorFlow | float32 | 128×128 |" in text
+    (line,) = [line for line in text.splitlines() if line.startswith(f"| {benchmark.REPORT_GAN_TRAIN} |")]
+    cells = dict(zip(benchmark.TABLE_COLUMNS, (cell.strip() for cell in line.strip("|").split("|"))))
+    assert cells["feed"] == benchmark.DISK and cells["batch"] == "2" and cells["precision"] == "float32"
+    for column in ("Keras img/s", "Keras GFLOP/s"):
+        assert np.isfinite(float(cells[column])) and float(cells[column]) > 0
+    flops = benchmark.train_flops(
+        benchmark.forward_macs(unet_generator(32)), benchmark.forward_macs(patchgan_discriminator(32))
+    )
+    assert cells["GFLOP/img"] == f"{flops / 1e9:.4g}"
+    assert float(cells["of matmul ceiling"].rstrip("%")) > 0
+    assert cells["PyTorch img/s"] == "—"  # --no-torch
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--repeats", "0"], "Expected --repeats to be a positive integer, received 0"),
+        (["--budget", "-1"], "Expected --budget to be a positive number of seconds, received -1"),
+        (["--quiet-wait", "-5"], "Expected --quiet-wait to be a non-negative number of seconds, received -5"),
+        (["--backend", "jax"], "Expected the Keras backend jax before Keras is imported"),
+    ],
+)
+def test_bad_options_are_one_line_errors(argv, message, tmp_path, capsys):
+    assert cli.main(["benchmark", "--no-torch", "--out", str(tmp_path / "b.md"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_out_must_not_be_a_folder(tmp_path, capsys):
+    assert cli.main(["benchmark", "--out", str(tmp_path)]) == 1
+    assert "Expected --out to be a Markdown file path" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+def test_torch_side_counts_the_same_flops_and_runs():
+    torch = pytest.importorskip("torch")
+    from keras_sar2opt.models import pix2pix_generator
+
+    networks = benchmark.torch_pix2pix()
+    macs = 0
+
+    def count(module, inputs, output):
+        nonlocal macs
+        weight = module.weight
+        if isinstance(module, torch.nn.ConvTranspose2d):  # weight (C_in, C_out, k, k)
+            macs += math.prod(inputs[0].shape[2:]) * weight.numel()
+        else:  # weight (C_out, C_in, k, k)
+            macs += math.prod(output.shape[2:]) * weight.numel()
+
+    hooks = [
+        module.register_forward_hook(count)
+        for module in networks[0].modules()
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
+    call = benchmark.torch_inference_call(networks[0], 1, 256, bf16=False)
+    output = call()
+    for hook in hooks:
+        hook.remove()
+    assert output.shape == (1, 3, 256, 256) and np.isfinite(output).all()
+    assert macs == benchmark.forward_macs(pix2pix_generator())
+    step = benchmark.torch_train_call(networks, 2, 256, bf16=False)  # BatchNorm of enc8 (1x1) needs 2
+    assert np.isfinite(step())
