@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from keras_sar2opt.cli import main
 from keras_sar2opt.data import find_pairs, layouts, pipeline, split_pairs
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.experiments import get_experiment
@@ -17,16 +16,6 @@ from keras_sar2opt.training.checkpoints import MANIFEST_FORMAT, CheckpointStore
 
 TRAIN = ["train", "--experiment", "patchgan", "--image-size", "32", "--pairs", "12", "--batch-size", "2",
          "--verbose", "0"]
-
-
-def _one_line_error(capsys, argv):
-    """The one error line `sar2opt` ends with (progress bars may precede it), after exit status 1."""
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert [line for line in lines if "error:" in line] == lines[-1:], lines
-    return lines[-1]
 
 
 def _poison_batch(monkeypatch, index):
@@ -43,10 +32,10 @@ def _poison_batch(monkeypatch, index):
     monkeypatch.setattr(pipeline, "training_batches", poisoned)
 
 
-def test_nan_loss_stops_with_epoch_and_step_keeping_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+def test_nan_loss_stops_with_epoch_and_step_keeping_the_last_good_checkpoint(tmp_path, cli_error, monkeypatch):
     out = tmp_path / "run"
     _poison_batch(monkeypatch, index=4)  # 3 steps per epoch: epoch 2, step 2
-    line = _one_line_error(capsys, [*TRAIN, "--epochs", "3", "--steps-per-epoch", "3", "--out", str(out)])
+    line = cli_error([*TRAIN, "--epochs", "3", "--steps-per-epoch", "3", "--out", str(out)])
     last = out / "checkpoints" / "last.keras"
     assert line.startswith("sar2opt train: error: Expected finite losses, received ")
     assert "= nan at epoch 2, step 2; training stopped" in line
@@ -59,7 +48,7 @@ def test_nan_loss_stops_with_epoch_and_step_keeping_the_last_good_checkpoint(tmp
     assert not (out / "generator.keras").exists()
 
 
-def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, capsys, monkeypatch):
+def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, cli_error, monkeypatch):
     data = tmp_path / "data"
     write_synthetic(data, "qxslab", 12, layout="qxslab", size=32, seed=0, progress=False)
     bad = split_pairs(find_pairs(data).pairs, seed=0)["val"][0].sar  # read for the sample grids, before fit()
@@ -67,23 +56,23 @@ def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, c
     monkeypatch.setattr(layouts, "check_pair", lambda pair: None)  # as if it broke after the up-front scan
     argv = ["train", "--experiment", "patchgan", "--image-size", "32", "--batch-size", "2", "--epochs", "1",
             "--data", str(data), "--out", str(tmp_path / "run"), "--verbose", "0"]
-    line = _one_line_error(capsys, argv)
+    line = cli_error(argv)
     assert line == f"sar2opt train: error: Expected a readable .png image, received {bad}, which is not one"
 
 
-def test_out_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+def test_out_under_a_file_is_refused_before_any_work(tmp_path, cli_error):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    line = _one_line_error(capsys, [*TRAIN, "--out", str(blocker / "run")])
+    line = cli_error([*TRAIN, "--out", str(blocker / "run")])
     assert line == f"sar2opt train: error: Expected --out to be a folder, received {blocker / 'run'}, " \
                    f"where {blocker} is a file"
 
 
-def test_too_little_disk_for_checkpoints_is_refused_before_data_generation(tmp_path, capsys, monkeypatch):
+def test_too_little_disk_for_checkpoints_is_refused_before_data_generation(tmp_path, cli_error, monkeypatch):
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(training_run.shutil, "disk_usage", lambda path: usage(10**6, 0, 10**6))
     out = tmp_path / "run"
-    line = _one_line_error(capsys, [*TRAIN, "--out", str(out)])
+    line = cli_error([*TRAIN, "--out", str(out)])
     # patchgan: 6,874,052 model variables, 2 Adam slots each: 4 copies of ~82 MB, and generator.keras
     assert f"Expected 0.35 GB free for the checkpoints of {out}, received 0.00 GB free" in line
     assert not out.exists()
@@ -101,19 +90,19 @@ def _recorded_run(out, **overrides):
     return out
 
 
-def test_rerun_with_other_settings_is_refused(tmp_path, capsys):
+def test_rerun_with_other_settings_is_refused(tmp_path, capsys, cli_error):
     out = _recorded_run(tmp_path / "run")
-    line = _one_line_error(capsys, [*TRAIN, "--epochs", "5", "--batch-size", "4", "--steps-per-epoch", "2",
+    line = cli_error([*TRAIN, "--epochs", "5", "--batch-size", "4", "--steps-per-epoch", "2",
                                     "--out", str(out)])
     assert line == (f"sar2opt train: error: Expected the settings recorded in {out / 'config.json'} to resume that "
                     "run, received a different batch_size, steps_per_epoch; pass the same options, or another --out "
                     "for a new run")
 
 
-def test_corrupt_manifest_is_named(tmp_path, capsys):
+def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
     out = _recorded_run(tmp_path / "run")
     (out / "checkpoints" / "manifest.json").write_text('{"format": ')
-    line = _one_line_error(capsys, [*TRAIN, "--epochs", "3", "--out", str(out)])
+    line = cli_error([*TRAIN, "--epochs", "3", "--out", str(out)])
     assert f"Expected a readable checkpoint manifest, received {out / 'checkpoints' / 'manifest.json'}" in line
 
 
@@ -125,14 +114,14 @@ def test_corrupt_manifest_is_named(tmp_path, capsys):
         (["--experiment", "wgan"], "Expected a run of 'wgan' to resume, received {out}/config.json of 'patchgan'"),
     ],
 )
-def test_resume_with_conflicting_options_is_refused(tmp_path, capsys, extra, expected):
+def test_resume_with_conflicting_options_is_refused(tmp_path, cli_error, extra, expected):
     out = _recorded_run(tmp_path / "run")
-    line = _one_line_error(capsys, ["train", "--resume", str(out), *extra])
+    line = cli_error(["train", "--resume", str(out), *extra])
     assert line == "sar2opt train: error: " + expected.format(out=out)
 
 
-def test_resume_of_a_folder_without_a_run_is_refused(tmp_path, capsys):
-    line = _one_line_error(capsys, ["train", "--resume", str(tmp_path)])
+def test_resume_of_a_folder_without_a_run_is_refused(tmp_path, capsys, cli_error):
+    line = cli_error(["train", "--resume", str(tmp_path)])
     assert line == f"sar2opt train: error: Expected a run folder holding config.json to resume, received {tmp_path}"
-    line = _one_line_error(capsys, ["train"])
+    line = cli_error(["train"])
     assert line == "sar2opt train: error: Expected --experiment NAME or --resume RUN_DIR, received neither"
