@@ -53,7 +53,7 @@ def register(subparsers):
     parser.add_argument("--seed", type=int, metavar="N")
     parser.add_argument("--pairs", type=int, metavar="N", help=f"synthetic pairs, without --data ({DEFAULT_PAIRS})")
     parser.add_argument("--precision", choices=PRECISIONS, help="(default float32)")
-    parser.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (default none)")
+    parser.add_argument("--strategy", choices=STRATEGIES, help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default none)")
     parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="batches per epoch (the data repeats)")
     parser.add_argument("--sample-every", type=int, metavar="N", help="sample grid every N epochs (default 5)")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop when val_g_l1 stalls")

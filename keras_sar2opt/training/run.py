@@ -53,10 +53,11 @@ def _check_count(option, value, allow_none=False):
 
 
 def check_run_options(
-    config, *, data, pairs, precision, strategy, steps_per_epoch, sample_every, tensorboard, early_stopping, on_bad,
-    deterministic=False,
+    config, *, data, pairs, precision="float32", strategy="none", steps_per_epoch=None, sample_every=5,
+    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False,
 ):
-    """Raise Sar2OptError, naming the option, for any setting a run cannot start with."""
+    """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
+    defaults are train_experiment's)."""
     from keras_sar2opt.data import ON_BAD
     from keras_sar2opt.models import check_model_name
     from keras_sar2opt.training.losses import check_adversarial_loss
@@ -91,13 +92,35 @@ def check_run_options(
         )
 
 
+class KerasDistribution:
+    """A keras.distribution data-parallel layout with the part of tf.distribute's strategy
+    interface a run uses (`scope()`, `num_replicas_in_sync`), for the JAX backend."""
+
+    cluster_resolver = None  # one process: it is the chief
+
+    def __init__(self, distribution=None):
+        self.distribution = distribution
+        self.num_replicas_in_sync = 1 if distribution is None else int(distribution.device_mesh.devices.size)
+
+    def scope(self):
+        return contextlib.nullcontext() if self.distribution is None else self.distribution.scope()
+
+
 @functools.cache
 def make_strategy(name):
-    """The tf.distribute strategy named by `--strategy` (none: the default, single-device one).
+    """The distribution named by `--strategy` (none: the default, single-device one).
 
+    TensorFlow backend: a tf.distribute strategy. JAX backend: "mirrored" is
+    keras.distribution.DataParallel over every local device (multi-worker runs are not supported).
     One instance per name and process: runs in one process share it, since the collective
     operations of a second MirroredStrategy over the same devices clash with the first's.
     """
+    import keras
+
+    if keras.backend.backend() == "jax":
+        if name == "multiworker":
+            raise Sar2OptError("Expected --strategy none or mirrored on the JAX backend, received multiworker")
+        return KerasDistribution(keras.distribution.DataParallel() if name == "mirrored" else None)
     import tensorflow as tf
 
     if name == "mirrored":
