@@ -13,6 +13,7 @@ TensorFlow's oneDNN kernels and sets the thread pools.
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -906,8 +907,42 @@ def table_rows(results):
     return rows
 
 
-def format_report(results, command):
-    """The Markdown report: runtime, main table, targets, ceilings, inference calls, notes."""
+GPU_RESULTS = "gpu_pix2pix_*.jsonl"  # benchmarks/gpu_pix2pix.py results, kept beside the report
+
+
+def gpu_section(folder):
+    """Markdown lines tabulating the GPU results (GPU_RESULTS files in `folder`), or none without any.
+
+    Each file is one lease of one GPU: Keras rows are compared with that file's best PyTorch rate.
+    """
+    lines = []
+    for path in sorted(Path(folder).glob(GPU_RESULTS)):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        torch_rates = [rate for r in records if r["framework"].startswith("PyTorch") for rate in r["rates"].values()]
+        best_torch = max(torch_rates, default=None)
+        device = next((r["device"] for r in records if not r["device"].startswith("cuda")), records[0]["device"])
+        rows = []
+        for record in records:
+            feed = []
+            if "device_data" in record:
+                feed.append("arrays on the GPU" if record["device_data"] else "host arrays")
+            if record.get("steps_per_execution", 1) > 1:
+                feed.append(f"{record['steps_per_execution']} steps per call")
+            for precision, rate in record["rates"].items():
+                ratio = _number(rate / best_torch) if best_torch else "—"
+                rows.append((record["framework"], ", ".join(feed) or "—", precision, f"{rate:,.0f}", ratio))
+        lines += [
+            f"## GPU: Pix2Pix train step, batch 32, 256×256 ({device})", "",
+            f"From `{path.name}` (`benchmarks/gpu_pix2pix.py`, one lease of a lent GPU; `reports/gpu.md` "
+            "describes the run). Ratios are against the best PyTorch rate of the same lease.", "",
+            _markdown_table(("framework", "feed", "precision", "img/s", "/ PyTorch best"), rows), "",
+        ]
+    return lines
+
+
+def format_report(results, command, folder=None):
+    """The Markdown report: runtime, main table, targets, ceilings, inference calls, notes, and the
+    GPU results kept in `folder` (gpu_section)."""
     settings = results.settings
     lines = [
         "# Benchmarks: keras_sar2opt against the PyTorch SAR2Optical networks",
@@ -979,4 +1014,6 @@ def format_report(results, command):
         ]
     if results.skipped:
         lines += ["## Not measured", ""] + [f"- {reason}" for reason in results.skipped] + [""]
+    if folder is not None:
+        lines += gpu_section(folder)
     return "\n".join(lines)

@@ -1,22 +1,20 @@
 """The `sar2opt` command: one subcommand per module in `keras_sar2opt.commands`."""
 
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from keras_sar2opt.commands import (  # noqa: E402
+from keras_sar2opt.commands import (
     benchmark,
     convert,
     evaluate,
     make_synthetic,
     report,
+    reproduce,
     summary,
     train,
     translate,
 )
-from keras_sar2opt.errors import Sar2OptError  # noqa: E402
+from keras_sar2opt.errors import Sar2OptError
 
 # Each command module defines `register(subparsers)`, which adds its parser and
 # sets `func` to a callable taking the parsed arguments and returning an exit code.
@@ -29,6 +27,7 @@ COMMANDS = (
     convert,
     translate,
     report,
+    reproduce,
     benchmark,
 )
 

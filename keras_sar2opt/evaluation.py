@@ -172,6 +172,12 @@ def summarize(frame):
     }
 
 
+def model_label(model):
+    """A model file with its folder (run folders all hold a generator.keras), or a model's name."""
+    path = Path(model)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def describe_steps(steps):
     """Preprocessing steps as text, e.g. "median 7 → gamma 7 (power)"; "none" without steps."""
     parts = []
@@ -185,7 +191,7 @@ def describe_steps(steps):
 def summary_markdown(summary):
     """summary.md: the settings and one row per metric with mean ± std."""
     lines = [
-        f"# Evaluation of `{Path(summary['model']).name}`",
+        f"# Evaluation of `{model_label(summary['model'])}`",
         "",
         f"- Dataset: {summary['dataset']['label']}",
         f"- Split: {summary['split']} ({summary['pairs']} pairs)"

@@ -196,7 +196,7 @@ def held_out_l1(generator, pairs, image_size, batch_size):
 
 def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs):
     """Raise Sar2OptError, naming the option, for fine-tuning settings a run cannot start with."""
-    from keras_sar2opt.lora import _check_hyperparameters
+    from keras_sar2opt.lora import check_hyperparameters
 
     if not config.pretrained:
         raise Sar2OptError(f"Expected a fine-tuning experiment (config.pretrained), received {config.name!r}")
@@ -209,7 +209,7 @@ def check_finetune_options(config, generator, discriminator, cache, pretrain_epo
     if pretrain_epochs is not None and (not isinstance(pretrain_epochs, int) or pretrain_epochs < 1):
         raise Sar2OptError(f"Expected --pretrain-epochs to be a positive integer, received {pretrain_epochs!r}")
     if config.lora_targets:
-        _check_hyperparameters(config.lora_rank, config.lora_alpha, config.lora_dropout)
+        check_hyperparameters(config.lora_rank, config.lora_alpha, config.lora_dropout)
     elif config.lora_rank or config.also_train:
         raise Sar2OptError(
             f"Expected a LoRA rank and also-trained layers only with LoRA targets, received them for {config.name!r}"

@@ -182,7 +182,7 @@ def _resolve(model, layers, names, option, convolutions=False):
     return resolved
 
 
-def _check_hyperparameters(rank, alpha, dropout):
+def check_hyperparameters(rank, alpha, dropout):
     if not isinstance(rank, numbers.Integral) or isinstance(rank, bool) or rank < 1:
         raise Sar2OptError(f"Expected rank to be a positive integer, received {rank!r}")
     if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha > 0:
@@ -244,7 +244,7 @@ def apply_lora(model, targets, rank=16, alpha=32, dropout=0.1, also_train=()):
     BatchNorm normalises with its moving statistics even when called with training=True. Toggling
     `trainable` on the returned model as a whole unfreezes those layers (never a wrapped base).
     """
-    _check_hyperparameters(rank, alpha, dropout)
+    check_hyperparameters(rank, alpha, dropout)
     layers = _leaf_layers(model)
     adapted = [name for name, layer in layers.items() if isinstance(layer, LoRAConv)]
     if adapted:

@@ -1,5 +1,6 @@
 """The benchmark machinery (issue 6) at toy sizes: FLOP counts, timing, the table and the command."""
 
+import json
 import math
 
 import keras
@@ -141,3 +142,19 @@ def test_torch_side_counts_the_same_flops_and_runs():
     assert macs == benchmark.forward_macs(pix2pix_generator())
     step = benchmark.torch_train_call(networks, 2, 256, bf16=False)  # BatchNorm of enc8 (1x1) needs 2
     assert np.isfinite(step())
+
+
+def test_gpu_section_tabulates_each_lease_against_its_best_pytorch_rate(tmp_path):
+    from keras_sar2opt.benchmark import gpu_section
+
+    assert gpu_section(tmp_path) == []
+    records = [
+        {"framework": "Keras 3 / JAX", "device": "cuda:0", "device_data": False, "steps_per_execution": 1,
+         "rates": {"float32": 700.0, "mixed_bfloat16": 1500.0}},
+        {"framework": "PyTorch eager", "device": "NVIDIA H100", "rates": {"float32": 750.0, "bf16 autocast": 1000.0}},
+    ]
+    (tmp_path / "gpu_pix2pix_h100.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    text = "\n".join(gpu_section(tmp_path))
+    assert "## GPU: Pix2Pix train step, batch 32, 256×256 (NVIDIA H100)" in text
+    assert "| Keras 3 / JAX | host arrays | mixed_bfloat16 | 1,500 | 1.50 |" in text
+    assert "| PyTorch eager | — | float32 | 750 | 0.75 |" in text

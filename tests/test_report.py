@@ -106,9 +106,10 @@ def test_report_has_every_section_and_figure_file(report):
     for heading in ("## Table 2", "## Table 4", "## Table 8", "## Figures 1 and 2", "## Figure 3", "## Figure 4",
                     "## Figure 5", "## Figure 6", "## Figure 7", "## Figure 8", "## Figure 9", "## Image metrics"):
         assert heading in text
-    for name in ("fig1_scratch", "fig2_scratch", "fig1_wgan", "fig6_full", "fig8_lora", "fig4_raw", "fig5_gamma"):
-        assert (out / "figures" / f"{name}.png").stat().st_size > 0
-        assert f"figures/{name}.png" in text
+    for name in ("fig1_scratch.jpg", "fig2_scratch.jpg", "fig1_wgan.jpg", "fig6_full.png", "fig8_lora.png",
+                 "fig4_raw.jpg", "fig5_gamma.jpg"):
+        assert (out / "figures" / name).stat().st_size > 0
+        assert f"figures/{name}" in text
     # Figure 1 shows the report's epoch 10 when a grid exists; Figure 2 the last one (no epoch 130).
     assert "**Figure 1** (run" in text and "epoch 10:" in text and "epoch 20:" in text
     # Figures 3, 7, 9 had no evaluation: the sections say what is missing.
@@ -187,8 +188,51 @@ def test_missing_inputs_are_named_and_bad_folders_rejected(tmp_path, capsys):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "*Missing:* a run folder of the `scratch` experiment" in text
     assert "*Missing:* a run folder of the `finetune-lora` experiment" in text
-    assert "figures/fig9_eval.png" in text
+    assert "figures/fig9_eval.jpg" in text
     assert main(["report", str(tmp_path / "absent"), "-o", str(tmp_path / "out2")]) == 1
     assert "Expected a run folder (config.json) or an evaluation folder" in capsys.readouterr().err
     assert main(["report", "--figure", "fig2=x", "-o", str(tmp_path / "out3")]) == 1
     assert "fig3, fig4, fig5, fig7, fig9" in capsys.readouterr().err
+
+
+def _evaluation(role, **means):
+    from keras_sar2opt.reports.report import Evaluation
+
+    metrics = {metric: {"mean": value, "std": 0.0} for metric, value in means.items()}
+    return Evaluation(path=None, name=role, summary={"metrics": metrics}, roles=(role,))
+
+
+def test_findings_compare_figures_per_metric_with_the_best_of_several(tmp_path):
+    from keras_sar2opt.reports.report import findings_section
+
+    evaluations = [
+        _evaluation("fig3", psnr=20.0, ssim=0.6, sam=5.0, l1=0.2),
+        _evaluation("fig4", psnr=10.0, ssim=0.2, sam=15.0, l1=0.6),
+        _evaluation("fig5", psnr=11.0, ssim=0.1, sam=16.0, l1=0.5),  # better PSNR and L1, worse SSIM and SAM
+        _evaluation("fig5", psnr=9.0, ssim=0.25, sam=17.0, l1=0.7),  # better SSIM only
+        _evaluation("fig7", psnr=14.0, ssim=0.3, sam=12.0, l1=0.4),
+    ]
+    text = "\n".join(findings_section(evaluations, tmp_path))
+    header, rows = markdown_table(text, "## Findings")
+    assert header == ["Finding", "Compared", "PSNR", "SSIM", "SAM", "L1", "Holds on"]
+    by_figures = {row[1]: row for row in rows}
+    # No fig9 evaluation: the LoRA comparison is left out.
+    assert set(by_figures) == {"Fig. 3 vs Fig. 4", "Fig. 5 vs Fig. 4", "Fig. 7 vs Fig. 4", "Fig. 7 vs Fig. 5"}
+    assert by_figures["Fig. 3 vs Fig. 4"][2:] == ["20.00 vs 10.00 (holds)", "0.6000 vs 0.2000 (holds)",
+                                                  "5.00 vs 15.00 (holds)", "0.2000 vs 0.6000 (holds)", "4 of 4"]
+    # Figure 5's best per metric: PSNR 11 and L1 0.5 of the first, SSIM 0.25 of the second, SAM 16.
+    assert by_figures["Fig. 5 vs Fig. 4"][2:] == ["11.00 vs 10.00 (holds)", "0.2500 vs 0.2000 (holds)",
+                                                  "16.00 vs 15.00 (fails)", "0.5000 vs 0.6000 (holds)", "3 of 4"]
+    assert by_figures["Fig. 7 vs Fig. 5"][-1] == "4 of 4"
+    frame = pd.read_csv(tmp_path / "findings.csv")
+    assert len(frame) == 16 and frame["holds"].sum() == 15
+    sam = frame[(frame["better"] == "fig5") & (frame["metric"] == "sam")].iloc[0]
+    assert sam["gain"] == pytest.approx(-1.0) and not sam["holds"]
+
+
+def test_findings_without_the_compared_figures_say_what_is_missing(tmp_path):
+    from keras_sar2opt.reports.report import findings_section
+
+    text = "\n".join(findings_section([_evaluation("fig4", psnr=10.0, ssim=0.2, sam=15.0, l1=0.6)], tmp_path))
+    assert "*Missing:* evaluation folders for the figures compared here" in text
+    assert not (tmp_path / "findings.csv").exists()

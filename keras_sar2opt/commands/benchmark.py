@@ -94,7 +94,7 @@ def run(args):
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def write(results):
-        out.write_text(benchmark.format_report(results, command) + "\n")
+        out.write_text(benchmark.format_report(results, command, folder=out.parent) + "\n")
 
     results = benchmark.run_benchmark(settings, runtime, after_each=write)
     print(benchmark.format_report(results, command))

@@ -41,3 +41,13 @@ def copy_file(source, path):
     with atomic_path(path) as temporary:
         shutil.copyfile(source, temporary)
     return Path(path)
+
+
+def save_jpeg(source, path, quality=85):
+    """Re-encode the image `source` as a JPEG at `path` atomically (sample grids of noisy scenes
+    are several times smaller so, for reports meant to be committed); returns the path."""
+    from PIL import Image
+
+    with Image.open(source) as image, atomic_path(path) as temporary:
+        image.convert("RGB").save(temporary, "JPEG", quality=quality)
+    return Path(path)

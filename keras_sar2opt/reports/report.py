@@ -2,7 +2,8 @@
 
 Every table puts the report's value (keras_sar2opt.reports.paper) beside ours and names the
 dataset ours was measured on. Each table is also written as a CSV holding exactly the numbers
-shown; figures are PNGs under figures/. A section whose inputs were not given says what is missing.
+shown; figures are under figures/ (curves as PNG, sample grids as JPEG). A section whose inputs
+were not given says what is missing.
 """
 
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.evaluation import METRICS, describe_steps, read_summary
+from keras_sar2opt.evaluation import METRICS, describe_steps, model_label, read_summary
 from keras_sar2opt.reports import files, paper
 from keras_sar2opt.reports.datasets import describe_dataset
 from keras_sar2opt.reports.plots import ACCURACY_PANELS, LOSS_PANELS, plot_curves, read_history
@@ -63,7 +64,7 @@ class Evaluation:
     def describe(self):
         summary = self.summary
         return (
-            f"`{Path(summary['model']).name}` on the {summary['split']} split ({summary['pairs']} pairs) of "
+            f"`{model_label(summary['model'])}` on the {summary['split']} split ({summary['pairs']} pairs) of "
             f"{summary['dataset']['label']}, SAR preprocessing: {describe_steps(summary['preprocessing'])}"
         )
 
@@ -326,8 +327,8 @@ def figures12_section(runs, out):
             continue
         for figure, report_epoch, epoch in zip(("Figure 1", "Figure 2"), (paper.FIGURE1_EPOCH, paper.FIGURE2_EPOCH),
                                                 _figure_epochs(run)):
-            name = f"{FIGURES_DIR}/{'fig1' if figure == 'Figure 1' else 'fig2'}_{run.name}.png"
-            files.copy_file(run.samples[epoch], out / name)
+            name = f"{FIGURES_DIR}/{'fig1' if figure == 'Figure 1' else 'fig2'}_{run.name}.jpg"
+            files.save_jpeg(run.samples[epoch], out / name)
             lines += [f"**{figure}** ({run.describe()}), epoch {epoch}:", "", f"![{figure}, {run.name}, epoch {epoch}]({name})", ""]
             report_g, report_l1 = paper.SECTION2_GENERATOR[report_epoch]
             records.append({
@@ -359,12 +360,12 @@ def evaluation_figure_section(role, evaluations, out):
                                 f"or sar2opt report --figure {role}=EVAL_DIR).")
     lines += [f"Report: {finding}. Columns: SAR as the model saw it | generated | target.", ""]
     for evaluation in selected:
-        name = f"{FIGURES_DIR}/{role}_{evaluation.name}.png"
+        name = f"{FIGURES_DIR}/{role}_{evaluation.name}.jpg"
         source = evaluation.path / evaluation.summary["files"]["samples"]
         if not source.is_file():
             lines += _missing(f"the sample grid {source}.")
             continue
-        files.copy_file(source, out / name)
+        files.save_jpeg(source, out / name)
         metrics = evaluation.summary["metrics"]
         values = ", ".join(
             f"{METRICS[m][0]} {_number(round(metrics[m]['mean'], METRIC_DECIMALS[m]), METRIC_DECIMALS[m])}"
@@ -463,7 +464,7 @@ def metrics_section(evaluations, out):
         record = {
             "evaluation": evaluation.name,
             "figure": ", ".join(evaluation.roles) or "—",
-            "model": Path(summary["model"]).name,
+            "model": model_label(summary["model"]),
             "dataset": summary["dataset"]["label"],
             "split": summary["split"],
             "pairs": summary["pairs"],
@@ -489,6 +490,59 @@ def metrics_section(evaluations, out):
               "error on the [-1, 1] scale); SAM is in degrees.", ""]
     files.write_csv(out / "metrics.csv", frame)
     return lines + _markdown_table(headers, rows) + ["", "CSV: [metrics.csv](metrics.csv)", ""]
+
+
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "sam": False, "l1": False}
+# The report's qualitative findings as comparisons of evaluation roles: (finding, better, worse).
+FINDINGS = (
+    ("Pix2Pix is better on its training domain than on raw target SAR (§3.4)", "fig3", "fig4"),
+    ("Median 7 + gamma 7 preprocessing improves on raw target SAR (§3.5)", "fig5", "fig4"),
+    ("Full fine-tuning improves on raw target SAR (§4.1.3)", "fig7", "fig4"),
+    ("Full fine-tuning improves more than preprocessing (§4.1.3)", "fig7", "fig5"),
+    ("Full fine-tuning improves on LoRA fine-tuning (§4.2)", "fig7", "fig9"),
+)
+
+
+def _best(evaluations, role, metric):
+    """The best mean of `metric` over the evaluations standing for `role` (None when there are none)."""
+    values = [e.summary["metrics"][metric]["mean"] for e in evaluations if role in e.roles]
+    if not values:
+        return None
+    return max(values) if HIGHER_IS_BETTER[metric] else min(values)
+
+
+def findings_section(evaluations, out):
+    lines = ["## Findings — the report's conclusions tested on our metrics", ""]
+    records = []
+    for finding, better, worse in FINDINGS:
+        for metric in REPORT_METRICS:
+            ours_better, ours_worse = _best(evaluations, better, metric), _best(evaluations, worse, metric)
+            if ours_better is None or ours_worse is None:
+                continue
+            gain = ours_better - ours_worse if HIGHER_IS_BETTER[metric] else ours_worse - ours_better
+            records.append({"finding": finding, "better": better, "worse": worse, "metric": metric,
+                            "better_value": ours_better, "worse_value": ours_worse, "gain": gain, "holds": gain > 0})
+    if not records:
+        return lines + _missing("evaluation folders for the figures compared here (fig3, fig4, fig5, fig7, fig9).")
+    frame = pd.DataFrame(records)
+    lines += [
+        "Each finding compares the evaluations standing for two figures (where a figure has several, its best "
+        "value per metric), on the metrics of the table below. *Gain* is the improvement of the first over the "
+        "second (higher PSNR and SSIM, lower SAM and L1 are better); the finding holds on a metric when the gain "
+        "is positive. Figure 3 is measured on the source domain, the others on the target domain's test split.", "",
+    ]
+    rows = []
+    for (finding, better, worse), group in frame.groupby(["finding", "better", "worse"], sort=False):
+        cells = {r["metric"]: f"{_number(r['better_value'], METRIC_DECIMALS[r['metric']])} vs "
+                              f"{_number(r['worse_value'], METRIC_DECIMALS[r['metric']])} "
+                              f"({'holds' if r['holds'] else 'fails'})" for r in group.to_dict("records")}
+        rows.append([finding, f"Fig. {better[3:]} vs Fig. {worse[3:]}"] + [cells.get(m, "—") for m in REPORT_METRICS]
+                    + [f"{int(group['holds'].sum())} of {len(group)}"])
+    headers = ["Finding", "Compared"] + [METRICS[m][0] for m in REPORT_METRICS] + ["Holds on"]
+    frame["better_value"] = [round(v, METRIC_DECIMALS[m]) for v, m in zip(frame["better_value"], frame["metric"])]
+    frame["worse_value"] = [round(v, METRIC_DECIMALS[m]) for v, m in zip(frame["worse_value"], frame["metric"])]
+    files.write_csv(out / "findings.csv", frame)
+    return lines + _markdown_table(headers, rows) + ["", "CSV: [findings.csv](findings.csv)", ""]
 
 
 def curves_section(runs, out):
@@ -531,6 +585,7 @@ def write_report(runs, evaluations, out, title="SAR-to-optical translation: repr
     lines += figure8_section(runs, out)
     lines += evaluation_figure_section("fig9", evaluations, out)
     lines += metrics_section(evaluations, out)
+    lines += findings_section(evaluations, out)
     lines += curves_section(runs, out)
     return files.write_text(out / REPORT_NAME, "\n".join(lines).rstrip() + "\n")
 

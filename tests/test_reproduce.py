@@ -1,0 +1,87 @@
+"""`sar2opt reproduce` at a toy size: every stage runs, and the report's numbers are those of its run folders."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from keras_sar2opt.cli import main
+from keras_sar2opt.evaluation import read_summary
+from keras_sar2opt.reports.report import METRIC_DECIMALS, REPORT_METRICS
+from keras_sar2opt.reproduce import Scale, reproduce
+
+TOY = Scale("toy", gan_image_size=32, gan_pairs=12, gan_epochs=2, gan_batch_size=4, pix2pix_pairs=12,
+            pix2pix_epochs=1, finetune_epochs=1, lora_epochs=1, pix2pix_batch_size=2, pix2pix_steps=1, sample_every=1)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reproduce")
+    report = reproduce(root / "report", scale=TOY, work=root / "work", verbose=0)
+    return {"work": root / "work", "out": root / "report", "text": report.read_text()}
+
+
+@pytest.mark.slow
+def test_every_stage_writes_its_run_or_evaluation_folder(study):
+    work = study["work"]
+    for run in ("scratch", "patchgan", "wgan", "pix2pix-source", "finetune-full", "finetune-lora",
+                "finetune-lora-dec8-head"):
+        assert (work / run / "generator.keras").is_file(), run
+    lora = json.loads((work / "finetune-lora-dec8-head" / "config.json").read_text())
+    assert lora["experiment"]["also_train"] == ["dec8", "head"]
+    assert lora["finetune"]["generator"] == str((work / "pix2pix-source" / "generator.keras").resolve())
+    roles = {folder.name: read_summary(folder)["role"] for folder in (work / "evaluations").iterdir()}
+    assert sorted(roles.values()) == ["fig3", "fig4", "fig5", "fig5", "fig7", "fig9", "fig9"]
+    gammas = [read_summary(work / "evaluations" / name)["preprocessing"] for name in roles if name.startswith("fig5")]
+    assert sorted(steps[1][1]["convention"] for steps in gammas) == ["inverse", "power"]
+    # Figure 3 is measured on the source domain (sentinel), the others on the target (qxslab).
+    datasets = {name: read_summary(work / "evaluations" / name)["dataset"]["synthetic"]["preset"] for name in roles}
+    assert {name: preset for name, preset in datasets.items() if preset == "sentinel"} == {"fig3-source": "sentinel"}
+
+
+@pytest.mark.slow
+def test_report_has_every_section_and_no_missing_input(study):
+    text = study["text"]
+    for heading in ("## Table 2", "## Table 4", "## Figures 1 and 2", "## Figure 3", "## Figure 4", "## Figure 5",
+                    "## Figure 6", "## Figure 7", "## Table 8", "## Figure 8", "## Figure 9", "## Image metrics",
+                    "## Findings"):
+        assert heading in text
+    assert "*Missing:*" not in text
+    assert "(toy scale)" in text.splitlines()[0]
+
+
+@pytest.mark.slow
+def test_report_numbers_equal_the_run_and_evaluation_folders(study):
+    work, out = study["work"], study["out"]
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == 7
+    for folder in (work / "evaluations").iterdir():
+        summary = read_summary(folder)
+        row = metrics[metrics["evaluation"] == folder.name].iloc[0]
+        for metric in REPORT_METRICS:
+            assert row[f"{metric}_mean"] == round(summary["metrics"][metric]["mean"], METRIC_DECIMALS[metric])
+    history = pd.read_csv(work / "finetune-lora" / "history.csv")
+    table8 = pd.read_csv(out / "table8_finetune-lora.csv")
+    last = table8[table8["epoch"] == 1].iloc[0]
+    for column in ("d_loss", "g_loss", "g_l1", "val_d_loss", "val_g_loss", "val_g_l1"):
+        assert last[f"ours_{column}"] == pytest.approx(history[column].iloc[-1], abs=1e-4)
+    findings = pd.read_csv(out / "findings.csv")
+    assert set(findings["better"]) == {"fig3", "fig5", "fig7"} and len(findings) == 20
+    raw = read_summary(work / "evaluations" / "fig4-target-raw")["metrics"]
+    for record in findings[findings["worse"] == "fig4"].to_dict("records"):
+        metric = record["metric"]
+        assert record["worse_value"] == pytest.approx(round(raw[metric]["mean"], METRIC_DECIMALS[metric]))
+
+
+def test_an_unknown_scale_is_refused(cli_error, tmp_path):
+    from keras_sar2opt.errors import Sar2OptError
+
+    with pytest.raises(Sar2OptError, match="Expected a scale among quick, full, received 'huge'"):
+        reproduce(tmp_path / "out", scale="huge")
+
+
+def test_missing_target_data_is_a_one_line_error(cli_error, tmp_path):
+    line = cli_error(["reproduce", "--data-target", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")])
+    assert line == f"sar2opt reproduce: error: Expected --data-target to be an existing dataset folder, received " \
+                   f"{tmp_path / 'nowhere'}"
+    assert not (tmp_path / "out").exists()
