@@ -159,7 +159,9 @@ def _cpu_info():
     return model, flags
 
 
-def _native_bf16():
+def native_bf16():
+    """Whether this CPU has bfloat16 matrix instructions (AVX-512 BF16 or AMX); without them
+    TensorFlow emulates bfloat16 many times slower than float32."""
     return bool(_cpu_info()[1] & set(BF16_FLAGS))
 
 
@@ -646,7 +648,7 @@ def _measurements(run):
             results.ceilings["TensorFlow", dtype] = matmul_ceiling(dtype, settings.matmul_size, settings)
             if settings.torch:
                 # PyTorch's bfloat16 matmul without native bfloat16 runs at well under 1 GFLOP/s: smaller matrices.
-                size = settings.matmul_size if dtype == "float32" or _native_bf16() else TORCH_EMULATED_BF16_MATMUL
+                size = settings.matmul_size if dtype == "float32" or native_bf16() else TORCH_EMULATED_BF16_MATMUL
                 results.ceilings["PyTorch", dtype] = torch_matmul_ceiling(dtype, size, settings)
 
     tasks.append(("matmul ceiling", ceilings))

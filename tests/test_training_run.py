@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,16 @@ def test_curves_are_drawn_from_history_csv(tmp_path):
     bce = history.drop(columns=[c for c in history if "critic" in c or "wasserstein" in c])
     only_bce = plot_run_curves(bce, tmp_path / "bce")
     assert sorted(p.name for p in only_bce) == ["accuracy_curves.png", "loss_curves.png"]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_mixed_bfloat16_on_a_cpu_without_bfloat16_instructions_is_warned_about(monkeypatch, caplog, native):
+    from keras_sar2opt import benchmark
+    from keras_sar2opt.training.run import warn_if_bfloat16_is_emulated
+
+    monkeypatch.setattr(benchmark, "native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING):
+        warn_if_bfloat16_is_emulated("float32")
+        warn_if_bfloat16_is_emulated("mixed_bfloat16")
+    warnings = [message for message in caplog.messages if "bfloat16 is emulated" in message]
+    assert len(warnings) == (0 if native else 1)

@@ -138,6 +138,29 @@ def _is_chief(strategy):
     return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
 
 
+def warn_if_bfloat16_is_emulated(precision):
+    """Log a warning when mixed_bfloat16 would run on a CPU without bfloat16 instructions."""
+    if precision != "mixed_bfloat16":
+        return
+    import keras
+
+    from keras_sar2opt.benchmark import native_bf16
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        on_cpu = jax.default_backend() == "cpu"
+    else:
+        import tensorflow as tf
+
+        on_cpu = not tf.config.list_physical_devices("GPU")
+    if on_cpu and not native_bf16():
+        logger.warning(
+            "mixed_bfloat16 on a CPU without AVX-512 BF16 or AMX instructions: bfloat16 is emulated and "
+            "trains several times slower than float32 (--precision float32)"
+        )
+
+
 @contextlib.contextmanager
 def _dtype_policy(precision):
     import keras
@@ -541,6 +564,7 @@ def train_experiment(
     check_writable(out)
     if deterministic:
         enable_determinism()
+    warn_if_bfloat16_is_emulated(precision)
 
     import keras
 
