@@ -9,7 +9,8 @@ report's qualitative conclusions on the metrics.
 
 Without data the domains are the synthetic presets: `sentinel` as the source (the report's
 Sentinel-1/2) and `qxslab` as the target (QXSLAB-SAROPT). Run folders go under `work`; every
-stage reuses a finished run, so a rerun after a crash continues where it stopped.
+stage reuses a finished run, so a rerun after a crash continues where it stopped. At the quick
+scale a finished run keeps its last checkpoint only (a Pix2Pix one is 688 MB).
 """
 
 import dataclasses
@@ -44,12 +45,14 @@ class Scale:
     pix2pix_batch_size: int | None
     pix2pix_steps: int | None  # steps per epoch of the Pix2Pix runs (None: one pass)
     sample_every: int  # epochs between sample grids
+    keep_all_checkpoints: bool = True  # False: finished runs keep last.keras only (to save disk)
 
 
 SCALES = {
     "quick": Scale(
         "quick", gan_image_size=64, gan_pairs=60, gan_epochs=6, gan_batch_size=8, pix2pix_pairs=100,
         pix2pix_epochs=5, finetune_epochs=2, lora_epochs=2, pix2pix_batch_size=4, pix2pix_steps=6, sample_every=1,
+        keep_all_checkpoints=False,
     ),
     "full": Scale(
         "full", gan_image_size=None, gan_pairs=DEFAULT_PAIRS, gan_epochs=None, gan_batch_size=None,
@@ -97,6 +100,7 @@ def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=No
     from keras_sar2opt.evaluation import evaluate
     from keras_sar2opt.finetune import finetune
     from keras_sar2opt.reports.report import build_report
+    from keras_sar2opt.training.checkpoints import CheckpointStore
     from keras_sar2opt.training.run import SYNTHETIC_PRESET, prepare_data, train_experiment
 
     scale = get_scale(scale)
@@ -114,9 +118,18 @@ def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=No
     pix2pix_options = {**run_options, "steps_per_epoch": scale.pix2pix_steps}
     stage = _Stages(len(gans) + 13)
     runs, figures = [], []
+
+    def finished(run):
+        if not scale.keep_all_checkpoints:
+            store = CheckpointStore(run / "checkpoints")
+            if store.read():
+                store.keep_last_only()
+        runs.append(run)
+        return run
+
     for config in gans:
         stage(f"Training {config.name} ({config.section}) on the target domain")
-        runs.append(train_experiment(config, data_target, work / config.name, pairs=scale.gan_pairs, **run_options))
+        finished(train_experiment(config, data_target, work / config.name, pairs=scale.gan_pairs, **run_options))
 
     stage("Preparing the source and target domains")
     synthetic = {"image_size": pix2pix.image_size, "pairs": scale.pix2pix_pairs, "seed": pix2pix.seed,
@@ -125,8 +138,7 @@ def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=No
     target = data_target or prepare_data(None, work, preset=SYNTHETIC_PRESET, **synthetic)[0].root
 
     stage(f"Training pix2pix ({pix2pix.section}) on the source domain")
-    pretrained = train_experiment(pix2pix, source, work / "pix2pix-source", **pix2pix_options)
-    runs.append(pretrained)
+    pretrained = finished(train_experiment(pix2pix, source, work / "pix2pix-source", **pix2pix_options))
     generator = pretrained / "generator.keras"
     evaluations = work / "evaluations"
 
@@ -146,8 +158,7 @@ def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=No
     for config, name, role in ((full, "finetune-full", "fig7"), (lora, "finetune-lora", "fig9"),
                                (lora_decoder, "finetune-lora-dec8-head", "fig9")):
         stage(f"Fine-tuning: {name} ({config.section}) on the target domain")
-        run = finetune(config, target, work / name, generator=generator, **pix2pix_options)
-        runs.append(run)
+        run = finished(finetune(config, target, work / name, generator=generator, **pix2pix_options))
         evaluation(role, f"{role}-{name}", run / "generator.keras", target, f"the {name} generator",
                    split_file=run / "split.json")
 

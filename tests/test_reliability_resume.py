@@ -18,6 +18,7 @@ from keras_sar2opt.cli import main
 from keras_sar2opt.data import find_pairs
 from keras_sar2opt.data.pipeline import training_batches
 from keras_sar2opt.data.synthetic import write_synthetic
+from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.training.checkpoints import CheckpointStore
 
 # patchgan at 32x32, 12 synthetic pairs (10 for training: 5 batches of 2 per pass), 3 epochs of
@@ -186,3 +187,20 @@ def test_checkpoint_store_keeps_a_verifiable_checkpoint_through_an_interrupted_s
     reopened.restore(fresh, found)
     np.testing.assert_array_equal(fresh.layers[0].kernel.numpy(), 3.0)
     assert reopened.verify("best.keras").epoch == 2
+
+
+def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    store = CheckpointStore(tmp_path / "checkpoints")
+    for epoch in (1, 2):
+        store.save(model, epoch, best=epoch == 1)
+    with pytest.raises(Sar2OptError, match="Expected a finished run"):
+        store.keep_last_only()
+    store.mark_finished(2, stopped_early=False)
+    assert store.keep_last_only() > 0
+    assert sorted(p.name for p in store.directory.iterdir()) == ["last.keras", "manifest.json"]
+
+    reopened = CheckpointStore(store.directory)
+    assert reopened.read() and reopened.finished == {"epochs": 2, "stopped_early": False}
+    assert reopened.latest().epoch == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

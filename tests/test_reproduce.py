@@ -11,7 +11,8 @@ from keras_sar2opt.reports.report import METRIC_DECIMALS, REPORT_METRICS
 from keras_sar2opt.reproduce import Scale, reproduce
 
 TOY = Scale("toy", gan_image_size=32, gan_pairs=12, gan_epochs=2, gan_batch_size=4, pix2pix_pairs=12,
-            pix2pix_epochs=1, finetune_epochs=1, lora_epochs=1, pix2pix_batch_size=2, pix2pix_steps=1, sample_every=1)
+            pix2pix_epochs=1, finetune_epochs=1, lora_epochs=1, pix2pix_batch_size=2, pix2pix_steps=1, sample_every=1,
+            keep_all_checkpoints=False)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,8 @@ def test_every_stage_writes_its_run_or_evaluation_folder(study):
     for run in ("scratch", "patchgan", "wgan", "pix2pix-source", "finetune-full", "finetune-lora",
                 "finetune-lora-dec8-head"):
         assert (work / run / "generator.keras").is_file(), run
+        # Finished runs keep their last checkpoint only, as the quick scale does.
+        assert sorted(p.name for p in (work / run / "checkpoints").iterdir()) == ["last.keras", "manifest.json"]
     lora = json.loads((work / "finetune-lora-dec8-head" / "config.json").read_text())
     assert lora["experiment"]["also_train"] == ["dec8", "head"]
     assert lora["finetune"]["generator"] == str((work / "pix2pix-source" / "generator.keras").resolve())

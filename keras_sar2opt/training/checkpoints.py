@@ -141,6 +141,20 @@ class CheckpointStore:
         self.finished = {"epochs": int(epochs), "stopped_early": bool(stopped_early)}
         self._write_manifest()
 
+    def keep_last_only(self):
+        """Delete last.prev.keras and best.keras of a finished run (rerunning it trains nothing and
+        needs last.keras alone); returns the bytes freed."""
+        if not self.finished:
+            raise Sar2OptError(f"Expected a finished run in {self.directory}, received one still to resume")
+        freed = 0
+        for name in (PREVIOUS, BEST):
+            if self._path(name).exists():
+                freed += self._path(name).stat().st_size
+                self._path(name).unlink()
+            self.files.pop(name, None)
+        self._write_manifest()
+        return freed
+
     def verify(self, name):
         """The Checkpoint in file `name` when its bytes match a manifest entry, else the reason it does not."""
         path = self._path(name)
