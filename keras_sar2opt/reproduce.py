@@ -116,7 +116,7 @@ def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=No
     lora_decoder = lora.with_overrides(also_train=LORA_DECODER)
     run_options = {"precision": precision, "sample_every": scale.sample_every, "verbose": verbose}
     pix2pix_options = {**run_options, "steps_per_epoch": scale.pix2pix_steps}
-    stage = _Stages(len(gans) + 13)
+    stage = _Stages(len(gans) + 13)  # + data, pix2pix, 4 evaluations, 3 fine-tunings and theirs, report
     runs, figures = [], []
 
     def finished(run):
