@@ -520,8 +520,10 @@ def findings_section(evaluations, out):
             if ours_better is None or ours_worse is None:
                 continue
             gain = ours_better - ours_worse if HIGHER_IS_BETTER[metric] else ours_worse - ours_better
+            decimals = METRIC_DECIMALS[metric]  # the values as shown; the gain decides on the exact ones
             records.append({"finding": finding, "better": better, "worse": worse, "metric": metric,
-                            "better_value": ours_better, "worse_value": ours_worse, "gain": gain, "holds": gain > 0})
+                            "better_value": round(ours_better, decimals), "worse_value": round(ours_worse, decimals),
+                            "gain": gain, "holds": gain > 0})
     if not records:
         return lines + _missing("evaluation folders for the figures compared here (fig3, fig4, fig5, fig7, fig9).")
     frame = pd.DataFrame(records)
@@ -533,14 +535,14 @@ def findings_section(evaluations, out):
     ]
     rows = []
     for (finding, better, worse), group in frame.groupby(["finding", "better", "worse"], sort=False):
-        cells = {r["metric"]: f"{_number(r['better_value'], METRIC_DECIMALS[r['metric']])} vs "
-                              f"{_number(r['worse_value'], METRIC_DECIMALS[r['metric']])} "
-                              f"({'holds' if r['holds'] else 'fails'})" for r in group.to_dict("records")}
+        cells = {}
+        for r in group.to_dict("records"):
+            decimals = METRIC_DECIMALS[r["metric"]]
+            cells[r["metric"]] = (f"{_number(r['better_value'], decimals)} vs {_number(r['worse_value'], decimals)} "
+                                  f"({'holds' if r['holds'] else 'fails'})")
         rows.append([finding, f"Fig. {better[3:]} vs Fig. {worse[3:]}"] + [cells.get(m, "—") for m in REPORT_METRICS]
                     + [f"{int(group['holds'].sum())} of {len(group)}"])
     headers = ["Finding", "Compared"] + [METRICS[m][0] for m in REPORT_METRICS] + ["Holds on"]
-    frame["better_value"] = [round(v, METRIC_DECIMALS[m]) for v, m in zip(frame["better_value"], frame["metric"])]
-    frame["worse_value"] = [round(v, METRIC_DECIMALS[m]) for v, m in zip(frame["worse_value"], frame["metric"])]
     files.write_csv(out / "findings.csv", frame)
     return lines + _markdown_table(headers, rows) + ["", "CSV: [findings.csv](findings.csv)", ""]
 
