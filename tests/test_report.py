@@ -214,14 +214,14 @@ def test_findings_compare_figures_per_metric_with_the_best_of_several(tmp_path):
     ]
     text = "\n".join(findings_section(evaluations, tmp_path))
     header, rows = markdown_table(text, "## Findings")
-    assert header == ["Finding", "Compared", "PSNR", "SSIM", "SAM", "L1", "Holds on"]
-    by_figures = {row[1]: row for row in rows}
-    # No fig9 evaluation: the LoRA comparison is left out.
+    assert header == ["Finding", "Report", "Compared", "PSNR", "SSIM", "SAM", "L1", "Holds on"]
+    by_figures = {row[2]: row for row in rows}
+    assert "did not yield significantly better" not in text  # no fig9: the LoRA comparison and its quote are left out
     assert set(by_figures) == {"Fig. 3 vs Fig. 4", "Fig. 5 vs Fig. 4", "Fig. 7 vs Fig. 4", "Fig. 7 vs Fig. 5"}
-    assert by_figures["Fig. 3 vs Fig. 4"][2:] == ["20.00 vs 10.00 (holds)", "0.6000 vs 0.2000 (holds)",
+    assert by_figures["Fig. 3 vs Fig. 4"][3:] == ["20.00 vs 10.00 (holds)", "0.6000 vs 0.2000 (holds)",
                                                   "5.00 vs 15.00 (holds)", "0.2000 vs 0.6000 (holds)", "4 of 4"]
     # Figure 5's best per metric: PSNR 11 and L1 0.5 of the first, SSIM 0.25 of the second, SAM 16.
-    assert by_figures["Fig. 5 vs Fig. 4"][2:] == ["11.00 vs 10.00 (holds)", "0.2500 vs 0.2000 (holds)",
+    assert by_figures["Fig. 5 vs Fig. 4"][3:] == ["11.00 vs 10.00 (holds)", "0.2500 vs 0.2000 (holds)",
                                                   "16.00 vs 15.00 (fails)", "0.5000 vs 0.6000 (holds)", "3 of 4"]
     assert by_figures["Fig. 7 vs Fig. 5"][-1] == "4 of 4"
     frame = pd.read_csv(tmp_path / "findings.csv")
