@@ -243,7 +243,12 @@ class _PNGSink:
 
 
 class _GeoTIFFSource:
-    """A TIFF read in row windows through rasterio, scaled and preprocessed strip by strip."""
+    """A TIFF read in row windows through rasterio, scaled and preprocessed strip by strip.
+
+    Nodata pixels (the file's nodata value in every band, or NaN/infinite values) are left out of
+    the scaling statistics and filled with the valid pixels' per-band median before scaling;
+    `valid_rows` says where they were, for the output's mask.
+    """
 
     def __init__(self, path, channels, steps, sar_options):
         import rasterio
@@ -258,32 +263,56 @@ class _GeoTIFFSource:
             raise Sar2OptError(f"Expected a readable TIFF, received {path} ({error})") from None
         try:
             self.height, self.width = self.dataset.height, self.dataset.width
+            self.nodata = self.dataset.nodata
             scale = max(1.0, math.sqrt(self.height * self.width / OVERVIEW_PIXELS))
             shape = (self.dataset.count, max(1, round(self.height / scale)), max(1, round(self.width / scale)))
-            self.options = strip_sar_options(self._read(out_shape=shape), sar_options)
+            overview = self._read(out_shape=shape)
+            valid = overview[self._valid(overview)]
+            if not len(valid):
+                raise Sar2OptError(f"Expected valid pixels in {path}, received nodata only")
+            self.masked = self.nodata is not None or overview.dtype.kind == "f"
+            self.fill = np.median(valid, axis=0).astype(overview.dtype)
+            self.options = strip_sar_options(valid, sar_options)
+            self._strip_valid = None  # (first row, HxW valid) of the last strip read
         except BaseException:
             self.dataset.close()
             raise
 
     def _read(self, **kwargs):
-        """Bands as HxWxC; GDAL errors and non-finite values become Sar2OptError."""
+        """Bands as HxWxC; GDAL errors become Sar2OptError."""
         import rasterio
 
         try:
             bands = self.dataset.read(**kwargs)
         except rasterio.errors.RasterioError as error:
             raise Sar2OptError(f"Expected a readable TIFF, received {self.path} ({error})") from None
-        if bands.dtype.kind == "f" and not np.isfinite(bands).all():
-            raise Sar2OptError(f"Expected finite values in {self.path}, received NaN or infinite pixels")
         return np.moveaxis(bands, 0, -1)
+
+    def _valid(self, bands):
+        """HxW: False where every band holds the nodata value, or any band is not finite."""
+        valid = np.ones(bands.shape[:2], bool)
+        if bands.dtype.kind == "f":
+            valid &= np.isfinite(bands).all(axis=-1)
+        if self.nodata is not None and not math.isnan(self.nodata):
+            valid &= (bands != self.nodata).any(axis=-1)
+        return valid
 
     def read(self, y0, y1):
         from rasterio.windows import Window
 
         top, bottom = max(0, y0 - self.halo), min(self.height, y1 + self.halo)
         raw = self._read(window=Window(0, top, self.width, bottom - top))
+        valid = self._valid(raw)
+        self._strip_valid = (top, valid)
+        if not valid.all():
+            raw = np.where(valid[..., None], raw, self.fill)
         unit = apply_preprocessing(to_unit(raw, self.options), self.steps)
         return to_channels(unit, self.channels, self.path)[y0 - top : y1 - top]
+
+    def valid_rows(self, y0, y1):
+        """Where rows y0..y1 of the last strip read held data (HxW bool)."""
+        top, valid = self._strip_valid
+        return valid[y0 - top : y1 - top]
 
     @property
     def georeference(self):
@@ -319,6 +348,11 @@ class _GeoTIFFSink:
         window = Window(0, y0, rows.shape[1], rows.shape[0])
         self.dataset.write(np.moveaxis(_to_uint8(rows), -1, 0), window=window)
 
+    def write_mask(self, y0, valid):
+        from rasterio.windows import Window
+
+        self.dataset.write_mask(valid, window=Window(0, y0, valid.shape[1], valid.shape[0]))
+
     def __enter__(self):
         return self
 
@@ -326,6 +360,19 @@ class _GeoTIFFSink:
         self.dataset.close()
         if error_type is not None:
             self.path.unlink(missing_ok=True)
+
+
+class _MaskedSink:
+    """Rows with the source's nodata pixels set to 0, and its mask written where the sink keeps one."""
+
+    def __init__(self, sink, source):
+        self.sink, self.source = sink, source
+
+    def write(self, y0, rows):
+        valid = self.source.valid_rows(y0, y0 + rows.shape[0])
+        self.sink.write(y0, np.where(valid[..., None], rows, 0.0))
+        if hasattr(self.sink, "write_mask"):
+            self.sink.write_mask(y0, valid)
 
 
 class _Preview:
@@ -353,14 +400,15 @@ def translate_file(
     """Translate one SAR image file into `dst` (8-bit PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
 
     TIFF inputs are read in windows (scaling statistics from a decimated overview); other formats are
-    read whole. A TIFF output keeps the input's CRS and transform. `grid=True` also writes
+    read whole. A TIFF output keeps the input's CRS and transform; the input's nodata pixels come out
+    black and, in a TIFF, masked (an internal mask band). `grid=True` also writes
     `<dst stem>_grid.png`: the preprocessed input beside the translation. Returns the output path.
     """
     import rasterio
 
     src, dst = Path(src), Path(dst)
     channels, out_channels = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), contextlib.ExitStack() as stack:
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), contextlib.ExitStack() as stack:
         if src.suffix.lower() in TIFF_EXTENSIONS:
             source = stack.enter_context(_GeoTIFFSource(src, channels, steps, sar_options))
             georeference = source.georeference
@@ -372,6 +420,8 @@ def translate_file(
         else:
             sink = _PNGSink(dst, source.height, source.width, out_channels)
         stack.enter_context(sink)
+        if getattr(source, "masked", False):
+            sink = _MaskedSink(sink, source)
         preview = _Preview(source.height, source.width) if grid else None
         translate_strips(
             model, source, sink, overlap=overlap, batch_size=batch_size, preview=preview,

@@ -179,3 +179,34 @@ def test_translate_errors(tmp_path, capsys):
         plan_outputs([tmp_path / "absent"], tmp_path / "out")
     with pytest.raises(Sar2OptError, match="tile overlap"):
         translate_array(smoothing_generator(32), np.zeros((40, 40, 3), np.float32), overlap=32)
+
+
+def _identity_generator(tile):
+    """Returns its input: the output shows how the scene was scaled."""
+    sar = keras.Input((tile, tile, 1), name="sar")
+    return keras.Model(sar, keras.layers.Identity()(sar))
+
+
+@pytest.mark.parametrize("nodata", [0.0, float("nan")])
+def test_scene_nodata_is_masked_and_left_out_of_the_stretch(tmp_path, nodata):
+    """A swath edge of nodata (declared 0, or NaN) must not drag the percentile stretch down to -100 dB."""
+    height, width = 150, 200
+    yy, xx = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(0)
+    linear = (10.0 ** (rng.uniform(-20.0, -5.0, (height, width)) / 10.0)).astype(np.float32)
+    outside = xx < 0.8 * (height - yy)  # the corner a rotated swath leaves empty: ~27% of the scene
+    linear[outside] = nodata
+    src, dst = tmp_path / "scene.tif", tmp_path / "out.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=height, width=width, count=1, dtype="float32",
+                       crs=CRS, transform=TRANSFORM, nodata=None if np.isnan(nodata) else nodata) as dataset:
+        dataset.write(linear, 1)
+    translate_file(_identity_generator(64), src, dst, sar_options={"input": "linear"}, progress=False)
+
+    with rasterio.open(dst) as result:
+        values, mask = result.read(1), result.read_masks(1)
+    np.testing.assert_array_equal(mask == 0, outside)
+    assert (values[outside] == 0).all()
+    db = 10.0 * np.log10(linear[~outside])
+    low, high = np.percentile(db, [1, 99])
+    expected = np.round(np.clip((db - low) / (high - low), 0.0, 1.0) * 255.0)
+    assert np.abs(values[~outside] - expected).max() <= 1
