@@ -32,6 +32,16 @@ COMMANDS = (
 )
 
 
+def _one_line_errors(parser):
+    """Make the parser report a malformed command line as one line (no usage block), exit status 2."""
+
+    def error(message):
+        parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+    parser.error = error
+    return parser
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="sar2opt", description="GAN-based SAR-to-optical image translation (Keras 3)."
@@ -39,6 +49,8 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.register(subparsers)
+    for subparser in (parser, *subparsers.choices.values()):
+        _one_line_errors(subparser)
     return parser
 
 

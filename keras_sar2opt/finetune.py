@@ -179,7 +179,7 @@ def export_lora(generator, out):
     save_generator(merge_lora(generator), out)
 
 
-def held_out_l1(generator, pairs, image_size, batch_size):
+def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None):
     """Mean L1 (images in [-1, 1]) of `generator` over `pairs`, in inference mode: val_g_l1's measure."""
     import keras
     import numpy as np
@@ -189,17 +189,22 @@ def held_out_l1(generator, pairs, image_size, batch_size):
 
     values = [
         keras.ops.convert_to_numpy(l1_loss(generator(sar, training=False), optical))
-        for sar, optical in make_dataset(pairs, image_size, batch_size, training=False)
+        for sar, optical in make_dataset(pairs, image_size, batch_size, training=False, sar_options=sar_options)
     ]
     return float(np.mean(np.concatenate(values)))
 
 
-def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs):
+def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data=None):
     """Raise Sar2OptError, naming the option, for fine-tuning settings a run cannot start with."""
     from keras_sar2opt.lora import check_hyperparameters
 
     if not config.pretrained:
         raise Sar2OptError(f"Expected a fine-tuning experiment (config.pretrained), received {config.name!r}")
+    if generator is None and data is not None:
+        raise Sar2OptError(
+            f"Expected --generator with --data {data}: fine-tuning on a dataset starts from a pre-trained "
+            "generator (the report's pix2pix_gen_180.pth); only the synthetic demo, without --data, pre-trains one"
+        )
     _check_file(generator, "--generator")
     _check_file(discriminator, "--discriminator")
     if generator is not None and (cache is not None or pretrain_epochs is not None):
@@ -235,10 +240,10 @@ def finetune(
     """Fine-tune a pre-trained generator with the experiment `config` (`finetune-full` or
     `finetune-lora`) and write its run folder; returns its Path.
 
-    generator: a .keras generator or SAR2Optical .pth/.safetensors checkpoint; None pre-trains a
-    Pix2Pix on `pairs` synthetic sentinel pairs for `pretrain_epochs` (default 20) with the run's
-    batch size, image size, steps per epoch, precision and seed, cached in `cache` (default
-    runs/cache). discriminator: likewise, or None for a fresh one. data, out, pairs and `options`
+    generator: a .keras generator or SAR2Optical .pth/.safetensors checkpoint; None (only without
+    `data`) pre-trains a Pix2Pix on `pairs` synthetic sentinel pairs for `pretrain_epochs`
+    (default 20) with the run's batch size, image size, steps per epoch, precision and seed, cached
+    in `cache` (default runs/cache). discriminator: likewise, or None for a fresh one. data, out, pairs and `options`
     are train_experiment's (no data: synthetic qxslab pairs). Prints the trainable parameter count
     and the held-out L1 on the validation split before and after fine-tuning.
     """
@@ -247,7 +252,7 @@ def finetune(
     from keras_sar2opt.models import build_model
     from keras_sar2opt.training.run import check_run_options, train_experiment
 
-    check_finetune_options(config, generator, discriminator, cache, pretrain_epochs)
+    check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data)
     run_options = {"precision": precision, "strategy": strategy, "steps_per_epoch": steps_per_epoch, **options}
     check_run_options(config, data=data, pairs=pairs, **run_options)  # before a long pre-training
     if generator is None:
@@ -300,7 +305,8 @@ def finetune(
         **run_options,
     )
     pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
-    measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size}
+    measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size,
+               "sar_options": options.get("sar_options")}
     result = {
         "split": HELD_OUT_SPLIT,
         "pairs": len(pairs_held_out),

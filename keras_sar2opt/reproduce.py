@@ -47,6 +47,22 @@ class Scale:
     sample_every: int  # epochs between sample grids
     keep_all_checkpoints: bool = True  # False: finished runs keep last.keras only (to save disk)
 
+    def summary(self):
+        """One line of the sizes and epochs this scale trains with."""
+
+        def own(value, experiment, field):
+            return getattr(get_experiment(experiment), field) if value is None else value
+
+        gan = GAN_EXPERIMENTS[0]
+        steps = "" if self.pix2pix_steps is None else f" x {self.pix2pix_steps} steps"
+        return (
+            f"GANs {own(self.gan_image_size, gan, 'image_size')} px, {self.gan_pairs} synthetic pairs, "
+            f"{own(self.gan_epochs, gan, 'epochs')} epochs; Pix2Pix {get_experiment('pix2pix').image_size} px, "
+            f"{self.pix2pix_pairs} synthetic pairs per domain, {own(self.pix2pix_epochs, 'pix2pix', 'epochs')} "
+            f"epochs{steps}; fine-tuning {own(self.finetune_epochs, 'finetune-full', 'epochs')} epochs, "
+            f"LoRA {own(self.lora_epochs, 'finetune-lora', 'epochs')}"
+        )
+
 
 SCALES = {
     "quick": Scale(

@@ -131,6 +131,7 @@ def test_load_network_checks_size_and_inputs(tmp_path):
         (["--experiment", "finetune-lora", "--lora-dropout", "1"], "Expected dropout to be in"),
         (["--experiment", "finetune-lora", "--pretrain-epochs", "0"], "Expected --pretrain-epochs to be a positive"),
         (["--experiment", "finetune-full", "--generator", "g.keras", "--cache", "c"], "only without --generator"),
+        (["--experiment", "finetune-full", "--data", "."], "Expected --generator with --data ."),
         (["--experiment", "finetune-lora", "--batch-size", "0"], "Expected batch-size to be a positive integer"),
     ],
 )
@@ -154,3 +155,10 @@ def test_a_finetuning_experiment_needs_its_generator(tmp_path):
         train_experiment(get_experiment("finetune-full"), out=tmp_path / "run")
     with pytest.raises(Sar2OptError, match="Expected a fine-tuning experiment"):
         finetune.finetune(get_experiment("pix2pix"), out=tmp_path / "run")
+
+
+def test_an_entry_script_refuses_another_experiment(capsys):
+    from keras_sar2opt.commands.train import main_for
+
+    assert main_for("finetune-full", ["--experiment", "wgan"]) == 2
+    assert "Expected no --experiment: this script trains finetune-full" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_sar2opt.data import find_pairs, layouts, pipeline, split_pairs
 from keras_sar2opt.data.synthetic import write_synthetic
+from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import get_experiment
 from keras_sar2opt.training import run as training_run
 from keras_sar2opt.training.checkpoints import MANIFEST_FORMAT, CheckpointStore
@@ -97,6 +98,39 @@ def test_rerun_with_other_settings_is_refused(tmp_path, capsys, cli_error):
     assert line == (f"sar2opt train: error: Expected the settings recorded in {out / 'config.json'} to resume that "
                     "run, received a different batch_size, steps_per_epoch; pass the same options, or another --out "
                     "for a new run")
+
+
+def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path):
+    out = _recorded_run(tmp_path / "run", precision="float32")
+    settings = json.loads((out / "config.json").read_text())
+    settings["finetune"] = {"generator": "/models/a.keras", "discriminator": None}
+    (out / "config.json").write_text(json.dumps(settings))
+    config = get_experiment("patchgan").with_overrides(image_size=32, batch_size=2, epochs=5)
+    same = {"finetune": {"generator": "/models/a.keras", "discriminator": None}}
+    training_run.check_same_run(out, config, None, "float32", same)  # more epochs only: resumes
+    other = {"finetune": {"generator": "/models/b.keras", "discriminator": None}}
+    with pytest.raises(Sar2OptError, match=r"different precision, finetune\.generator; pass the same"):
+        training_run.check_same_run(out, config, None, "mixed_bfloat16", other)
+
+
+def test_sar_scaling_reaches_every_dataset_and_binds_the_run(tmp_path, cli_error, monkeypatch):
+    from keras_sar2opt.cli import main
+
+    scalings = []
+    loader = pipeline._pair_loader
+    monkeypatch.setattr(pipeline, "_pair_loader", lambda size, options, *rest: scalings.append(options)
+                        or loader(size, options, *rest))
+    out = tmp_path / "run"
+    scaling = ["--sar-input", "image", "--percentiles", "2", "98"]
+    assert main([*TRAIN, "--epochs", "1", "--out", str(out), *scaling]) == 0
+    expected = {"input": "image", "percentiles": [2.0, 98.0]}
+    assert scalings == [expected] * 3  # training stream, validation, sample grid
+    assert json.loads((out / "config.json").read_text())["run"]["sar_options"] == expected
+    line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), "--sar-input", "image", "--percentiles", "1", "99"])
+    assert "received a different sar_options; pass the same options" in line
+    scalings.clear()
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--verbose", "0"]) == 0
+    assert scalings == [expected] * 3
 
 
 def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):

@@ -15,7 +15,8 @@ def register(subparsers):
         "--layout", help="qxslab, sen12 or sar2optical (with split.json); default: the layout of the dataset "
         "the preset imitates (qxslab: qxslab, sentinel: sen12)"
     )
-    parser.add_argument("--size", type=int, default=256, metavar="PIXELS", help="image size (default 256)")
+    parser.add_argument("--image-size", "--size", dest="size", type=int, default=256, metavar="PIXELS",
+                        help="image size (default 256)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="the same seed writes the same files")
     parser.set_defaults(func=run)
 

@@ -23,7 +23,7 @@ def add_preprocessing_options(parser):
         )
     filters.add_argument(
         "--gamma", type=float, metavar="GAMMA", action=_AppendStep, const=("gamma", "gamma"),
-        help="gamma correction (report: 7)",
+        help="gamma correction with GAMMA (report: 7) in --gamma-convention's form",
     )
     filters.add_argument(
         "--gamma-convention", choices=("power", "inverse"), default="power",
@@ -53,7 +53,7 @@ def add_sar_scaling_options(parser):
 
 def sar_options(args):
     """The `to_unit` SAR options dict of the parsed scaling options."""
-    options = {"input": args.sar_input}
+    options = {"input": args.sar_input or "auto"}
     if args.db_range:
         options["db_range"] = args.db_range
     if args.percentiles:

@@ -14,17 +14,17 @@ def register(subparsers):
             "and median 7 + gamma 7 preprocessed (Figure 5, both gamma conventions) target SAR, fine-tune it "
             "fully (Figure 7) and with LoRA with and without trainable dec8 + head (Figure 9), then write "
             "OUT/report.md. Without data the domains are the synthetic sentinel and qxslab presets. "
-            "--quick runs in minutes on a CPU; --full uses the report's settings (a GPU's work). "
-            "Rerunning continues from the finished stages."
+            "--quick runs in minutes on a CPU; --full uses the experiments' own settings, the report's (a "
+            "GPU's work). Synthetic pair counts apply only without --data-source/--data-target. Rerunning "
+            "continues from the finished stages."
         ),
     )
     scale = parser.add_mutually_exclusive_group()
     for name in SCALES:
         scale.add_argument(f"--{name}", dest="scale", action="store_const", const=name,
-                           help=f"the {name} scale" + (" (default)" if name == "quick" else ""))
+                           help=SCALES[name].summary() + (" (default)" if name == "quick" else ""))
     parser.set_defaults(scale="quick")
-    parser.add_argument("-o", "--output", default="reports/demo", metavar="OUT",
-                        help="report folder (default reports/demo)")
+    parser.add_argument("-o", "--output", metavar="OUT", help="report folder (default reports/reproduce-SCALE)")
     parser.add_argument("--work", metavar="DIR",
                         help="folder of the run and evaluation folders (default runs/reproduce-SCALE)")
     parser.add_argument("--data-source", metavar="PATH",
@@ -39,7 +39,8 @@ def register(subparsers):
 def run(args):
     from keras_sar2opt.reproduce import reproduce
 
-    path = reproduce(args.output, scale=args.scale, work=args.work, data_source=args.data_source,
+    output = args.output or f"reports/reproduce-{args.scale}"
+    path = reproduce(output, scale=args.scale, work=args.work, data_source=args.data_source,
                      data_target=args.data_target, precision=args.precision,
                      verbose="auto" if args.verbose is None else args.verbose)
     print(f"wrote {path}")

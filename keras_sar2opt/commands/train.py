@@ -3,7 +3,10 @@
 import argparse
 import functools
 import sys
+import textwrap
+from pathlib import Path
 
+from keras_sar2opt.commands.options import add_sar_scaling_options, sar_options
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import (
     DEFAULT_PAIRS,
@@ -19,29 +22,40 @@ LORA_EXPERIMENTS = [name for name, config in EXPERIMENTS.items() if config.lora_
 LORA_DEFAULTS = EXPERIMENTS[LORA_EXPERIMENTS[0]]
 
 
-def _one_line_errors(parser):
-    """Make the parser report a bad option as one line (no usage block), exit status 2."""
+def _defaults_table():
+    """The experiments' own settings, for --help: what each option defaults to."""
+    header = f"  {'experiment':<14} {'section':<12} {'size':>4} {'epochs':>7} {'batch':>6} {'G lr':>9} {'D lr':>9} {'L1':>6}"
+    lines = ["defaults per experiment (* assumed: the report does not state it):", header]
+    for name, config in EXPERIMENTS.items():
+        def cell(field, text):
+            return f"{text}*" if field in config.assumed else f"{text} "
 
-    def error(message):
-        parser.exit(2, f"{parser.prog}: error: {message}\n")
-
-    parser.error = error
-    return parser
+        lines.append(
+            f"  {name:<14} {config.section:<12} {config.image_size:>4} {cell('epochs', config.epochs):>7} "
+            f"{cell('batch_size', config.batch_size):>6} "
+            f"{cell('g_optimizer', f'{config.g_optimizer.learning_rate:g}'):>9} "
+            f"{cell('d_optimizer', f'{config.d_optimizer.learning_rate:g}'):>9} "
+            f"{cell('l1_weight', f'{config.l1_weight:g}'):>6}"
+        )
+    return "\n".join(lines)
 
 
 def register(subparsers):
-    parser = _one_line_errors(
-        subparsers.add_parser(
-            "train",
-            help="train an experiment (scratch, patchgan, wgan, ...) and write a run folder",
-            description="Train one of the report's experiments. Without --data it trains on the "
-            "built-in synthetic qxslab preset, written into the run folder first. Rerunning the same command "
-            "(or --resume RUN_DIR) after an interruption continues after the last completed epoch.",
-        )
+    parser = subparsers.add_parser(
+        "train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_defaults_table(),
+        help="train an experiment (scratch, patchgan, wgan, ...) and write a run folder",
+        description=textwrap.fill(
+            "Train one of the report's experiments. Without --data it trains on the built-in synthetic "
+            "qxslab preset, written into the run folder first. Rerunning the same command (or --resume "
+            "RUN_DIR) after an interruption continues after the last completed epoch."
+        ),
     )
     parser.add_argument("--experiment", choices=list(EXPERIMENTS), help="the named configuration")
     parser.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with the settings of its config.json"
+        "--resume", metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with the settings of its config.json (fine-tuning runs: rerun their command)",
     )
     parser.add_argument(
         "--data", metavar="PATH", help="dataset: QXSLAB-SAROPT, SEN1-2, SAR2Optical, two folders or a CSV"
@@ -70,10 +84,12 @@ def register(subparsers):
     parser.add_argument("--clip-value", type=float, metavar="C", help="critic weight clip (wgan)")
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
+    add_sar_scaling_options(parser)
+    parser.set_defaults(sar_input=None)  # None: no scaling given, so --resume can tell
     finetune = parser.add_argument_group(f"fine-tuning ({', '.join(FINETUNE_EXPERIMENTS)}; report §4)")
     finetune.add_argument(
         "--generator", metavar="G", help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
-        "(default: a Pix2Pix pre-trained on the synthetic sentinel preset, cached)",
+        "(required with --data; without both, a Pix2Pix pre-trained on the synthetic sentinel preset, cached)",
     )
     finetune.add_argument(
         "--discriminator", metavar="D", help="its discriminator, .keras/.pth/.safetensors (default: a fresh PatchGAN)"
@@ -88,7 +104,8 @@ def register(subparsers):
     lora = parser.add_argument_group(f"LoRA ({', '.join(LORA_EXPERIMENTS)}; report Table 7)")
     lora.add_argument("--rank", type=int, metavar="R", help=f"adapter rank (default {LORA_DEFAULTS.lora_rank})")
     lora.add_argument(
-        "--alpha", type=float, metavar="A", help=f"adapter scale alpha/rank (default {LORA_DEFAULTS.lora_alpha:g})"
+        "--alpha", type=float, metavar="A",
+        help=f"LoRA alpha: adapters are scaled by alpha / rank (default {LORA_DEFAULTS.lora_alpha:g})",
     )
     lora.add_argument(
         "--lora-dropout", type=float, metavar="P",
@@ -199,6 +216,7 @@ def run(args):
         early_stopping=args.early_stopping,
         on_bad=args.on_bad or "error",
         deterministic=bool(args.deterministic),
+        sar_options=sar_options(args) if args.sar_input or args.db_range or args.percentiles else None,
         verbose="auto" if args.verbose is None else args.verbose,
     )
     print(f"sar2opt train: run folder {out}")
@@ -209,4 +227,9 @@ def main_for(experiment, argv=None):
     """`sar2opt train --experiment EXPERIMENT` with the command line's other arguments (train_*.py)."""
     from keras_sar2opt.cli import main
 
-    return main(["train", "--experiment", experiment, *(sys.argv[1:] if argv is None else argv)])
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg == "--experiment" or arg.startswith("--experiment=") for arg in argv):
+        print(f"{Path(sys.argv[0]).name}: error: Expected no --experiment: this script trains {experiment}",
+              file=sys.stderr)
+        return 2
+    return main(["train", "--experiment", experiment, *argv])

@@ -37,7 +37,7 @@ SAMPLE_PAIRS = 4
 MONITOR = "val_g_l1"  # the checkpoint and early-stopping criterion: held-out reconstruction error
 # train_experiment options recorded in config.json["run"] and taken from there by resume_run.
 RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tensorboard", "early_stopping", "on_bad",
-               "deterministic")
+               "deterministic", "sar_options")
 
 
 def _check_choice(option, value, choices):
@@ -54,11 +54,12 @@ def _check_count(option, value, allow_none=False):
 
 def check_run_options(
     config, *, data, pairs, precision="float32", strategy="none", steps_per_epoch=None, sample_every=5,
-    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False,
+    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
     defaults are train_experiment's)."""
     from keras_sar2opt.data import ON_BAD
+    from keras_sar2opt.data.io import check_sar_options
     from keras_sar2opt.models import check_model_name
     from keras_sar2opt.training.losses import check_adversarial_loss
 
@@ -76,6 +77,7 @@ def check_run_options(
     _check_choice("on-bad", on_bad, ON_BAD)
     _check_choice("tensorboard", tensorboard, (False, True))
     _check_choice("deterministic", deterministic, (False, True))
+    check_sar_options(sar_options or {})
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise Sar2OptError(
             "Expected the tensorboard package for --tensorboard, received none installed "
@@ -351,9 +353,10 @@ def _read_json(path, what):
         raise Sar2OptError(f"Expected a readable {what}, received {path} ({error})") from None
 
 
-def check_same_run(out, config, steps_per_epoch):
+def check_same_run(out, config, steps_per_epoch, precision="float32", extra_settings=None, sar_options=None):
     """Raise Sar2OptError unless `out`'s config.json records the same experiment settings (the number
-    of epochs may grow) and steps per epoch, so that a resumed run continues the same run."""
+    of epochs may grow), steps per epoch, precision, SAR scaling and extra settings (a fine-tuning
+    run's starting networks), so that a resumed run continues the same run."""
     path = out / "config.json"
     if not path.is_file():
         return
@@ -364,8 +367,19 @@ def check_same_run(out, config, steps_per_epoch):
     now = json.loads(json.dumps(config.to_dict()))
     before.pop("epochs", None), now.pop("epochs", None)
     changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
-    if recorded.get("run", {}).get("steps_per_epoch") != steps_per_epoch:
+    run = recorded.get("run", {})
+    if run.get("steps_per_epoch") != steps_per_epoch:
         changed.append("steps_per_epoch")
+    if run.get("precision", "float32") != precision:
+        changed.append("precision")
+    if run.get("sar_options") != sar_options:
+        changed.append("sar_options")
+    for key, value in json.loads(json.dumps(extra_settings or {})).items():
+        recorded_value = recorded.get(key)
+        if isinstance(value, dict) and isinstance(recorded_value, dict):
+            changed += [f"{key}.{name}" for name in value if recorded_value.get(name) != value[name]]
+        elif recorded_value != value:
+            changed.append(key)
     if changed:
         raise Sar2OptError(
             f"Expected the settings recorded in {path} to resume that run, received a different "
@@ -500,6 +514,7 @@ def train_experiment(
     early_stopping=None,
     on_bad="error",
     deterministic=False,
+    sar_options=None,
     verbose="auto",
     preset=SYNTHETIC_PRESET,
     networks=None,
@@ -517,7 +532,8 @@ def train_experiment(
     (batch_size is the global batch; losses are averaged over it). steps_per_epoch: batches per
     epoch (the data repeats; default one pass). early_stopping: patience in epochs on val_g_l1,
     or None. deterministic: deterministic TensorFlow ops (`enable_determinism`), so that a run,
-    interrupted or not, ends with the same weights.
+    interrupted or not, ends with the same weights. sar_options: how stored SAR values are scaled
+    (`keras_sar2opt.data.to_unit`; None: integers as images, floats as dB or linear per image).
 
     Before any data is read or generated it checks the options, that `out` is writable, that
     the image size suits the networks and that the disk has room for the checkpoints. A NaN or
@@ -543,6 +559,7 @@ def train_experiment(
         "early_stopping": early_stopping,
         "on_bad": on_bad,
         "deterministic": deterministic,
+        "sar_options": sar_options,
     }
     check_run_options(config, data=data, pairs=pairs, **options)
     distribution = make_strategy(strategy)  # first: multi-worker strategies precede other TF work
@@ -560,7 +577,7 @@ def train_experiment(
 
     store = CheckpointStore(out / "checkpoints")
     if store.read():
-        check_same_run(out, config, steps_per_epoch)
+        check_same_run(out, config, steps_per_epoch, precision, extra_settings, sar_options)
     check_writable(out)
     if deterministic:
         enable_determinism()
@@ -602,7 +619,8 @@ def train_experiment(
         stopped_early = bool(store.finished and store.finished["stopped_early"])
         if done < config.epochs and not stopped_early:
             steps = steps_per_epoch or len(split["train"]) // config.batch_size
-            dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size}
+            dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size,
+                               "sar_options": sar_options}
             train = training_batches(
                 split["train"], seed=config.seed, augment=config.augment, first_batch=done * steps, **dataset_options
             )
