@@ -986,7 +986,9 @@ def format_report(results, command, folder=None):
         "for G's loss (2). Achieved GFLOP/s = img/s × GFLOP/img; the ceiling is TensorFlow's matmul in the "
         "row's dtype (bfloat16 for mixed_bfloat16).",
         "",
-        "## Targets (issue 6)",
+        "## Targets",
+        "",
+        "The project's speed targets for this 2-core CPU, as ratios measured in this run.",
         "",
     ]
     target_rows = []
