@@ -34,6 +34,33 @@ def test_split_depends_on_seed_not_on_input_order():
     assert split_pairs(pairs, seed=3)["val"] != split_pairs(pairs, seed=4)["val"]
 
 
+def scene_pairs(scenes, patches):
+    """SEN1-2-style names: ROIs1970_fall_s1_<scene>_p<patch>."""
+    return [Pair(f"ROIs1970_fall_s1_{scene}_p{patch}", Path(f"sar/{scene}_{patch}.png"),
+                 Path(f"opt/{scene}_{patch}.png")) for scene in range(scenes) for patch in range(patches)]
+
+
+def test_split_by_area_keeps_every_scene_on_one_side():
+    pairs = scene_pairs(40, 25)  # 1,000 patches of 40 scenes
+    split = split_pairs(pairs, seed=0, group=r"(.*)_p\d+$")
+    scenes = {name: {p.name.rsplit("_p", 1)[0] for p in part} for name, part in split.items()}
+    assert not (scenes["train"] & scenes["val"] or scenes["train"] & scenes["test"] or scenes["val"] & scenes["test"])
+    assert {name: len(part) for name, part in split.items()} == {"train": 800, "val": 100, "test": 100}
+    assert sorted(p.name for part in split.values() for p in part) == sorted(p.name for p in pairs)
+    random_split = split_pairs(pairs, seed=0)  # without a group, scenes straddle the sides
+    assert {p.name.rsplit("_p", 1)[0] for p in random_split["train"]} & {p.name.rsplit("_p", 1)[0]
+                                                                         for p in random_split["test"]}
+    assert split_pairs(pairs, seed=1, group=r"(.*)_p\d+$")["test"] != split["test"]
+
+
+def test_split_group_that_misses_a_name_or_does_not_compile():
+    with pytest.raises(Sar2OptError) as missed:
+        split_pairs(scene_pairs(2, 2) + fake_pairs(1), group=r"fall_(\d+)")
+    assert str(missed.value) == "Expected --split-group 'fall_(\\\\d+)' to match every pair name, received '1'"
+    with pytest.raises(Sar2OptError, match="Expected --split-group to be a regular expression, received '[(]'"):
+        split_pairs(fake_pairs(10), group="(")
+
+
 def test_bad_fractions():
     with pytest.raises(Sar2OptError, match="summing to 1, received"):
         split_pairs(fake_pairs(10), fractions=(0.8, 0.1, 0.2))

@@ -133,6 +133,22 @@ def test_sar_scaling_reaches_every_dataset_and_binds_the_run(tmp_path, cli_error
     assert scalings == [expected] * 3
 
 
+def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error):
+    from keras_sar2opt.cli import main
+
+    bad = tmp_path / "bad"
+    line = cli_error([*TRAIN, "--out", str(bad), "--split-group", "("])
+    assert "Expected --split-group to be a regular expression, received '('" in line and not bad.exists()
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "1", "--out", str(out), "--split-group", r"(\d)$"]) == 0  # names 1..12
+    split = json.loads((out / "split.json").read_text())
+    last_digits = {name: {entry["name"][-1] for entry in split[name]} for name in ("train", "val", "test")}
+    assert not (last_digits["train"] & last_digits["val"] or last_digits["train"] & last_digits["test"]
+                or last_digits["val"] & last_digits["test"])
+    assert sum(len(split[name]) for name in last_digits) == 12
+    assert json.loads((out / "config.json").read_text())["run"]["split_group"] == r"(\d)$"
+
+
 def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
     out = _recorded_run(tmp_path / "run")
     (out / "checkpoints" / "manifest.json").write_text('{"format": ')

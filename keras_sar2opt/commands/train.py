@@ -61,6 +61,11 @@ def register(subparsers):
         "--data", metavar="PATH", help="dataset: QXSLAB-SAROPT, SEN1-2, SAR2Optical, two folders or a CSV"
     )
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/EXPERIMENT); resumes if interrupted")
+    parser.add_argument(
+        "--split-group", metavar="REGEX",
+        help="split by area: the regular expression's first group in a pair's name names its scene, and "
+        r"whole scenes go to train, val or test (e.g. '(.*)_p\d+$' for SEN1-2's ROI scenes)",
+    )
     parser.add_argument("--epochs", type=int, metavar="N")
     parser.add_argument("--batch-size", type=int, metavar="N", help="global batch size")
     parser.add_argument("--image-size", type=int, metavar="N")
@@ -217,6 +222,7 @@ def run(args):
         on_bad=args.on_bad or "error",
         deterministic=bool(args.deterministic),
         sar_options=sar_options(args) if args.sar_input or args.db_range or args.percentiles else None,
+        split_group=args.split_group,
         verbose="auto" if args.verbose is None else args.verbose,
     )
     print(f"sar2opt train: run folder {out}")

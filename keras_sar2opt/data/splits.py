@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +14,55 @@ from keras_sar2opt.reports.files import write_text
 SPLIT_FORMAT = "keras_sar2opt.split/1"
 
 
-def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1)):
+def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
     """Shuffle `pairs` with `seed` and cut them into {"train", "val", "test"}.
 
     The result depends only on the pairs' names and the seed, not on the order they come in.
     Val and test get floor(n * fraction) pairs each; train gets the rest (20,000 -> 16,000 /
-    2,000 / 2,000 as in Table 6).
+    2,000 / 2,000 as in Table 6). group: a regular expression whose first group (or whole match)
+    in a pair's name names its scene or area; whole groups are then shuffled and dealt to val and
+    test until each holds its share, the rest to train, so that no area is on two sides.
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise Sar2OptError(f"Expected three non-negative split fractions summing to 1, received {fractions}")
     ordered = sorted(pairs, key=lambda pair: natural_key(pair.name))
-    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
     n_val, n_test = (math.floor(len(ordered) * f + 1e-9) for f in fractions[1:])
-    n_train = len(ordered) - n_val - n_test
-    return {
-        "train": shuffled[:n_train],
-        "val": shuffled[n_train:n_train + n_val],
-        "test": shuffled[n_train + n_val:],
-    }
+    if group is None:
+        shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
+        n_train = len(ordered) - n_val - n_test
+        return {
+            "train": shuffled[:n_train],
+            "val": shuffled[n_train:n_train + n_val],
+            "test": shuffled[n_train + n_val:],
+        }
+    pattern = check_split_group(group)
+    groups = {}
+    for pair in ordered:
+        groups.setdefault(group_key(pair.name, pattern), []).append(pair)
+    keys = sorted(groups, key=natural_key)
+    split = {"train": [], "val": [], "test": []}
+    for i in np.random.default_rng(seed).permutation(len(keys)):
+        members = groups[keys[i]]
+        name = "val" if len(split["val"]) < n_val else "test" if len(split["test"]) < n_test else "train"
+        split[name] += members
+    return {name: sorted(members, key=lambda pair: natural_key(pair.name)) for name, members in split.items()}
+
+
+def check_split_group(pattern):
+    """The compiled `pattern` of --split-group; Sar2OptError, naming it, if it does not compile."""
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise Sar2OptError(f"Expected --split-group to be a regular expression, received {pattern!r} ({error})") from None
+
+
+def group_key(name, pattern):
+    """The area a pair belongs to: the first group (or the whole match) of compiled `pattern` in `name`."""
+    match = pattern.search(name)
+    if match is None:
+        raise Sar2OptError(f"Expected --split-group {pattern.pattern!r} to match every pair name, received {name!r}")
+    return match.group(1) if pattern.groups else match.group(0)
 
 
 def save_split(split, path):

@@ -37,7 +37,7 @@ SAMPLE_PAIRS = 4
 MONITOR = "val_g_l1"  # the checkpoint and early-stopping criterion: held-out reconstruction error
 # train_experiment options recorded in config.json["run"] and taken from there by resume_run.
 RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tensorboard", "early_stopping", "on_bad",
-               "deterministic", "sar_options")
+               "deterministic", "sar_options", "split_group")
 
 
 def _check_choice(option, value, choices):
@@ -54,12 +54,13 @@ def _check_count(option, value, allow_none=False):
 
 def check_run_options(
     config, *, data, pairs, precision="float32", strategy="none", steps_per_epoch=None, sample_every=5,
-    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None,
+    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None, split_group=None,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
     defaults are train_experiment's)."""
     from keras_sar2opt.data import ON_BAD
     from keras_sar2opt.data.io import check_sar_options
+    from keras_sar2opt.data.splits import check_split_group
     from keras_sar2opt.models import check_model_name
     from keras_sar2opt.training.losses import check_adversarial_loss
 
@@ -78,6 +79,8 @@ def check_run_options(
     _check_choice("tensorboard", tensorboard, (False, True))
     _check_choice("deterministic", deterministic, (False, True))
     check_sar_options(sar_options or {})
+    if split_group is not None:
+        check_split_group(split_group)
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise Sar2OptError(
             "Expected the tensorboard package for --tensorboard, received none installed "
@@ -197,15 +200,18 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC
     return find_pairs(root, on_bad=on_bad), synthetic
 
 
-def make_split(pair_set, seed, batch_size, replicas=1):
-    """The dataset's own split (a SAR2Optical split.json) or a seeded 80/10/10 one.
+def make_split(pair_set, seed, batch_size, replicas=1, group=None):
+    """The dataset's own split (a SAR2Optical split.json) or a seeded 80/10/10 one, by area when
+    `group` (a `split_pairs` pattern) is given.
 
     Training needs at least one full batch (the last partial one is dropped) and validation at
     least one pair per replica.
     """
     from keras_sar2opt.data import split_pairs
 
-    split = pair_set.split or split_pairs(pair_set.pairs, seed=seed)
+    if group is not None and pair_set.split:
+        raise Sar2OptError(f"Expected --split-group only for data without its own split.json, received {pair_set.root}")
+    split = pair_set.split or split_pairs(pair_set.pairs, seed=seed, group=group)
     if len(split.get("train", [])) < batch_size or len(split.get("val", [])) < replicas:
         counts = ", ".join(f"{name} {len(split.get(name, []))}" for name in ("train", "val", "test"))
         raise Sar2OptError(
@@ -515,6 +521,7 @@ def train_experiment(
     on_bad="error",
     deterministic=False,
     sar_options=None,
+    split_group=None,
     verbose="auto",
     preset=SYNTHETIC_PRESET,
     networks=None,
@@ -534,6 +541,8 @@ def train_experiment(
     or None. deterministic: deterministic TensorFlow ops (`enable_determinism`), so that a run,
     interrupted or not, ends with the same weights. sar_options: how stored SAR values are scaled
     (`keras_sar2opt.data.to_unit`; None: integers as images, floats as dB or linear per image).
+    split_group: a regular expression naming each pair's area (`split_pairs`), for a split that
+    keeps every area on one side.
 
     Before any data is read or generated it checks the options, that `out` is writable, that
     the image size suits the networks and that the disk has room for the checkpoints. A NaN or
@@ -560,6 +569,7 @@ def train_experiment(
         "on_bad": on_bad,
         "deterministic": deterministic,
         "sar_options": sar_options,
+        "split_group": split_group,
     }
     check_run_options(config, data=data, pairs=pairs, **options)
     distribution = make_strategy(strategy)  # first: multi-worker strategies precede other TF work
@@ -598,7 +608,7 @@ def train_experiment(
         pair_set, synthetic = prepare_data(
             data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset
         )
-        split = make_split(pair_set, config.seed, config.batch_size, replicas)
+        split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         if store.exists:
             check_same_split(out / "split.json", split)
         out.mkdir(parents=True, exist_ok=True)
