@@ -69,10 +69,11 @@ def _check_file(path, option):
 
 
 def load_network(path, role, image_size):
-    """The pre-trained "generator" or "discriminator" in `path`: a .keras model, or a SAR2Optical
-    checkpoint converted at `image_size`. Its inputs must be image_size square (a conditional
-    discriminator takes SAR and optical)."""
+    """The pre-trained "generator" or "discriminator" in `path`: a .keras model (or a run's
+    checkpoint holding both), or a SAR2Optical checkpoint converted at `image_size`. Its inputs must
+    be image_size square (a conditional discriminator takes SAR and optical)."""
     from keras_sar2opt.convert.pix2pix import load_pix2pix_discriminator, load_pix2pix_generator
+    from keras_sar2opt.training.adversarial import AdversarialModel
 
     path, option = Path(path), f"--{role}"
     _check_file(path, option)
@@ -82,6 +83,8 @@ def load_network(path, role, image_size):
         model = load(path, image_size=image_size)
     elif suffix == ".keras":
         model = load_keras_model(path, option)
+        if isinstance(model, AdversarialModel):  # a run's checkpoint: take the network asked for
+            model = getattr(model, role)
     else:
         raise Sar2OptError(f"Expected {option} to end in .keras, .pth or .safetensors, received {path}")
     shapes = [tuple(tensor.shape[1:3]) for tensor in model.inputs]

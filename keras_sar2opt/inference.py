@@ -24,6 +24,7 @@ from keras_sar2opt.data.io import (
     to_unit,
     write_png,
 )
+from keras_sar2opt.data.layouts import dataset_sar_files
 from keras_sar2opt.data.preprocess import apply_preprocessing
 from keras_sar2opt.errors import Sar2OptError
 
@@ -42,7 +43,10 @@ GRID_GAP = 8
 
 
 def load_generator(path, *, upsample_mode="nearest"):
-    """A generator from a `.keras` file, or converted on the fly from a SAR2Optical `.pth`/`.safetensors`."""
+    """A generator from a `.keras` file (a generator, or a run's checkpoint holding one), or converted
+    on the fly from a SAR2Optical `.pth`/`.safetensors`."""
+    from keras_sar2opt.training.adversarial import AdversarialModel
+
     path = Path(path)
     if not path.is_file():
         raise Sar2OptError(f"Expected a model file (.keras, .pth, .safetensors), received {path}, which does not exist")
@@ -53,18 +57,33 @@ def load_generator(path, *, upsample_mode="nearest"):
         return load_pix2pix_generator(path, upsample_mode=upsample_mode)
     if suffix != ".keras":
         raise Sar2OptError(f"Expected a model file ending in .keras, .pth or .safetensors, received {path}")
-    return load_keras_model(path)
+    model = load_keras_model(path)
+    return model.generator if isinstance(model, AdversarialModel) else model
+
+
+# Keras's load errors can carry the whole model config; a one-line error keeps its start.
+MAX_REASON_CHARS = 300
 
 
 def load_keras_model(path, option=None):
-    """A .keras model without its compile state; a bad archive is a one-line Sar2OptError (naming `option`)."""
+    """A .keras model without its compile state; a bad archive is a one-line Sar2OptError (naming `option`).
+
+    Importing the package's training and LoRA modules registers their classes, so run checkpoints
+    (AdversarialModel) and LoRA models load too.
+    """
     import keras
+
+    import keras_sar2opt.lora  # noqa: F401  (registers LoRAConv)
+    import keras_sar2opt.training.adversarial  # noqa: F401  (registers AdversarialModel)
 
     expected = f"{option} to be a loadable .keras model" if option else "a loadable .keras model"
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
-        raise Sar2OptError(f"Expected {expected}, received {path} ({type(error).__name__}: {error})") from None
+        reason = " ".join(str(error).split())
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[:MAX_REASON_CHARS] + "…"
+        raise Sar2OptError(f"Expected {expected}, received {path} ({type(error).__name__}: {reason})") from None
 
 
 def tile_size(model):
@@ -437,13 +456,16 @@ def plan_outputs(inputs, out):
 
     One input file and an `out` ending in .png/.tif/.tiff: that file. Otherwise `out` is a folder;
     outputs keep the inputs' relative paths (folders) or names (files), as .tif for TIFF inputs
-    and .png for the rest.
+    and .png for the rest. A folder holding a dataset layout (`find_pairs`) gives its SAR images
+    only. No output may overwrite an input.
     """
     out = Path(out)
     sources = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = dataset_sar_files(item) or sorted(
+                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not found:
                 raise Sar2OptError(f"Expected images ({', '.join(IMAGE_EXTENSIONS)}) in folder {item}, received none")
             sources += [(p, p.relative_to(item)) for p in found]
@@ -453,15 +475,20 @@ def plan_outputs(inputs, out):
             raise Sar2OptError(f"Expected an image file or folder, received {item}, which does not exist")
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     if single_file and out.suffix.lower() in (".png",) + TIFF_EXTENSIONS:
-        return [(sources[0][0], out)]
-    plan, seen = [], {}
-    for src, relative in sources:
-        suffix = ".tif" if src.suffix.lower() in TIFF_EXTENSIONS else ".png"
-        dst = out / relative.with_suffix(suffix)
-        if dst in seen:
-            raise Sar2OptError(f"Expected distinct output names, received {seen[dst]} and {src} both mapping to {dst}")
-        seen[dst] = src
-        plan.append((src, dst))
+        plan = [(sources[0][0], out)]
+    else:
+        plan, seen = [], {}
+        for src, relative in sources:
+            suffix = ".tif" if src.suffix.lower() in TIFF_EXTENSIONS else ".png"
+            dst = out / relative.with_suffix(suffix)
+            if dst in seen:
+                raise Sar2OptError(f"Expected distinct output names, received {seen[dst]} and {src} both mapping to {dst}")
+            seen[dst] = src
+            plan.append((src, dst))
+    inputs_resolved = {src.resolve() for src, _ in sources}
+    for src, dst in plan:
+        if dst.resolve() in inputs_resolved:
+            raise Sar2OptError(f"Expected an output that is not an input, received {dst} for {src}; choose another -o")
     return plan
 
 

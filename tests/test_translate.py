@@ -210,3 +210,41 @@ def test_scene_nodata_is_masked_and_left_out_of_the_stretch(tmp_path, nodata):
     low, high = np.percentile(db, [1, 99])
     expected = np.round(np.clip((db - low) / (high - low), 0.0, 1.0) * 255.0)
     assert np.abs(values[~outside] - expected).max() <= 1
+
+
+def test_a_dataset_folder_gives_its_sar_images_and_no_output_overwrites_an_input(tmp_path):
+    from keras_sar2opt.data.synthetic import write_synthetic
+
+    write_synthetic(tmp_path / "qx", "qxslab", 4, "qxslab", size=32, progress=False)
+    plan = plan_outputs([tmp_path / "qx"], tmp_path / "out")
+    assert len(plan) == 4 and all("/sar_32_oc_0.2/" in src.as_posix() for src, _ in plan)
+    scene = tmp_path / "scene.tif"
+    _write_geotiff(scene, _scene(40, 40))
+    with pytest.raises(Sar2OptError, match=r"Expected an output that is not an input, received .*scene\.tif"):
+        plan_outputs([scene], tmp_path)
+    with pytest.raises(Sar2OptError, match="Expected an output that is not an input"):
+        plan_outputs([scene], scene)
+
+
+def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):
+    """Keras's error for an unknown class carries the whole model config; ours keeps its start."""
+    import json
+    import zipfile
+
+    from keras_sar2opt.inference import load_generator
+
+    smoothing_generator(32).save(tmp_path / "model.keras")
+    unknown = tmp_path / "unknown.keras"
+    with zipfile.ZipFile(tmp_path / "model.keras") as source, zipfile.ZipFile(unknown, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config.update(class_name="NoSuchModel", module="nowhere", registered_name="nowhere>NoSuchModel")
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    with pytest.raises(Sar2OptError) as error:
+        load_generator(unknown)
+    message = str(error.value)
+    assert message.startswith(f"Expected a loadable .keras model, received {unknown} (") and "NoSuchModel" in message
+    assert "\n" not in message and len(message) < 400 + len(str(unknown))

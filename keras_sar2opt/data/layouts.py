@@ -329,6 +329,16 @@ def _locate(root, layout):
     return found[0]
 
 
+def dataset_sar_files(root):
+    """The SAR files of the one dataset layout detected at folder `root` (unchecked), or None."""
+    found = [(name, base) for name, spec in LAYOUTS.items() if (base := spec.detect(Path(root))) is not None]
+    if len(found) != 1:
+        return None
+    name, base = found[0]
+    scan = LAYOUTS[name].scan(base)
+    return sorted(scan.sar.values(), key=lambda path: natural_key(str(path))) or None
+
+
 def check_pair(pair):
     """Raise `Sar2OptError` naming the file if a pair cannot be used (see `inspect_image`)."""
     sar, optical = inspect_image(pair.sar), inspect_image(pair.optical)

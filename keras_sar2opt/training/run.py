@@ -611,6 +611,7 @@ def train_experiment(
         split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         if store.exists:
             check_same_split(out / "split.json", split)
+        print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
         out.mkdir(parents=True, exist_ok=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
@@ -624,10 +625,11 @@ def train_experiment(
         if checkpoint is not None:
             store.restore(model, checkpoint)
             done = checkpoint.epoch
-            logger.warning(f"Resuming {out} after epoch {done} of {config.epochs} from {checkpoint.path}")
         history = read_history_rows(out / "history.csv", done)
         stopped_early = bool(store.finished and store.finished["stopped_early"])
         if done < config.epochs and not stopped_early:
+            if checkpoint is not None:
+                logger.warning(f"Resuming {out} after epoch {done} of {config.epochs} from {checkpoint.path}")
             steps = steps_per_epoch or len(split["train"]) // config.batch_size
             dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size,
                                "sar_options": sar_options}
