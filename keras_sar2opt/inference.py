@@ -145,7 +145,8 @@ def translate_strips(model, source, sink, *, overlap=None, batch_size=4, preview
     channels = model.outputs[0].shape[-1]
     total = np.zeros((tile, padded_width, channels), np.float32)
     weight = np.zeros((tile, padded_width, 1), np.float32)
-    bar = tqdm(total=len(ys) * len(xs), desc=desc, unit="tile", disable=not progress, leave=False)
+    # A bar per image only where the image is more than one row of tiles: small images pass too quickly.
+    bar = tqdm(total=len(ys) * len(xs), desc=desc, unit="tile", disable=not progress or len(ys) < 2, leave=False)
     with bar:
         for i, y in enumerate(ys):
             strip = source.read(y, min(y + tile, height))

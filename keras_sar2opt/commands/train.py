@@ -69,7 +69,7 @@ def register(subparsers):
     parser.add_argument("--epochs", type=int, metavar="N")
     parser.add_argument("--batch-size", type=int, metavar="N", help="global batch size")
     parser.add_argument("--image-size", type=int, metavar="N")
-    parser.add_argument("--seed", type=int, metavar="N")
+    parser.add_argument("--seed", type=int, metavar="N", help="seed of weights, split and data order (default 0)")
     parser.add_argument("--pairs", type=int, metavar="N", help=f"synthetic pairs, without --data ({DEFAULT_PAIRS})")
     parser.add_argument("--precision", choices=PRECISIONS, help="(default float32)")
     parser.add_argument("--strategy", choices=STRATEGIES, help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default none)")
@@ -85,8 +85,12 @@ def register(subparsers):
     parser.add_argument("--l1-weight", type=float, metavar="LAMBDA")
     parser.add_argument("--g-learning-rate", type=float, metavar="LR")
     parser.add_argument("--d-learning-rate", type=float, metavar="LR")
-    parser.add_argument("--n-critic", type=int, metavar="N", help="critic updates per G update (wgan)")
-    parser.add_argument("--clip-value", type=float, metavar="C", help="critic weight clip (wgan)")
+    parser.add_argument(
+        "--n-critic", type=int, metavar="N", help=f"critic updates per G update (wgan: {EXPERIMENTS['wgan'].n_critic})"
+    )
+    parser.add_argument(
+        "--clip-value", type=float, metavar="C", help=f"critic weight clip (wgan: {EXPERIMENTS['wgan'].clip_value:g})"
+    )
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
     add_sar_scaling_options(parser)

@@ -48,5 +48,5 @@ def run(args):
         model, args.inputs, args.output, steps=preprocessing_steps(args), sar_options=sar_options(args),
         overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,
     )
-    print(f"translated {len(written)} image(s) into {args.output}")
+    print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")
     return 0
