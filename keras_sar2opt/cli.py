@@ -51,11 +51,20 @@ def build_parser():
         command.register(subparsers)
     for subparser in (parser, *subparsers.choices.values()):
         _one_line_errors(subparser)
-    return parser
+    return parser, subparsers
+
+
+def parse(argv=None):
+    """The parsed command line; an unknown option is reported by its subcommand ("sar2opt train: ...")."""
+    parser, subparsers = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args) or 0
     except Sar2OptError as error:

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from keras_sar2opt import cli
 from keras_sar2opt.models import MODELS, scratch
 from keras_sar2opt.models.report_tables import TABLES
@@ -51,3 +53,19 @@ def test_models_or_all_required(capsys):
     assert "received neither" in capsys.readouterr().err
     assert cli.main(["summary", "--all", "wgan_critic"]) == 1
     assert "received both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["train", "--experimnt", "patchgan"], "sar2opt train: error: unrecognized arguments: --experimnt patchgan"),
+        (["evaluate", "--model", "g.keras"], "sar2opt evaluate: error: the following arguments are required: --data, "
+                                             "-o/--output"),
+        (["bogus"], "sar2opt: error: argument COMMAND: invalid choice: 'bogus'"),
+    ],
+)
+def test_malformed_command_lines_are_one_line_from_their_subcommand(argv, line, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith(line)
