@@ -69,3 +69,17 @@ def test_malformed_command_lines_are_one_line_from_their_subcommand(argv, line, 
         cli.main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith(line)
+
+
+def test_train_help_lists_each_experiments_defaults_marking_the_assumed(capsys):
+    from keras_sar2opt.experiments import EXPERIMENTS
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("  ") and line.split()[0] in EXPERIMENTS}
+    assert set(rows) == set(EXPERIMENTS)
+    for name, config in EXPERIMENTS.items():
+        epochs = rows[name][-5]
+        assert epochs == f"{config.epochs}*" if "epochs" in config.assumed else epochs == str(config.epochs)
+    assert rows["finetune-full"][-5:] == ["50", "32", "5e-05", "5e-05*", "100"]  # Table 6; D's rate assumed

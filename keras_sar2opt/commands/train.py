@@ -27,15 +27,17 @@ def _defaults_table():
     header = f"  {'experiment':<14} {'section':<12} {'size':>4} {'epochs':>7} {'batch':>6} {'G lr':>9} {'D lr':>9} {'L1':>6}"
     lines = ["defaults per experiment (* assumed: the report does not state it):", header]
     for name, config in EXPERIMENTS.items():
-        def cell(field, text):
-            return f"{text}*" if field in config.assumed else f"{text} "
-
+        cells = [
+            f"{value}*" if field in config.assumed else f"{value} "
+            for field, value in (
+                ("epochs", config.epochs), ("batch_size", config.batch_size),
+                ("g_optimizer", f"{config.g_optimizer.learning_rate:g}"),
+                ("d_optimizer", f"{config.d_optimizer.learning_rate:g}"), ("l1_weight", f"{config.l1_weight:g}"),
+            )
+        ]
+        epochs, batch, g_lr, d_lr, l1 = cells
         lines.append(
-            f"  {name:<14} {config.section:<12} {config.image_size:>4} {cell('epochs', config.epochs):>7} "
-            f"{cell('batch_size', config.batch_size):>6} "
-            f"{cell('g_optimizer', f'{config.g_optimizer.learning_rate:g}'):>9} "
-            f"{cell('d_optimizer', f'{config.d_optimizer.learning_rate:g}'):>9} "
-            f"{cell('l1_weight', f'{config.l1_weight:g}'):>6}"
+            f"  {name:<14} {config.section:<12} {config.image_size:>4} {epochs:>7} {batch:>6} {g_lr:>9} {d_lr:>9} {l1:>6}"
         )
     return "\n".join(lines)
 

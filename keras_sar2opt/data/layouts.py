@@ -319,7 +319,7 @@ def _locate(root, layout):
         if base is None:
             raise Sar2OptError(f"Expected the {LAYOUTS[layout].title} layout at {root}, received {_listing(root)}")
         return layout, base
-    found = [(name, base) for name, spec in LAYOUTS.items() if (base := spec.detect(root)) is not None]
+    found = _detect_layouts(root)
     if not found:
         titles = ", ".join(spec.title for spec in LAYOUTS.values())
         raise Sar2OptError(f"Expected a known dataset layout ({titles}) at {root}, received {_listing(root)}")
@@ -329,9 +329,14 @@ def _locate(root, layout):
     return found[0]
 
 
+def _detect_layouts(root):
+    """[(layout name, base folder)] of every layout whose files are found at `root`."""
+    return [(name, base) for name, spec in LAYOUTS.items() if (base := spec.detect(root)) is not None]
+
+
 def dataset_sar_files(root):
     """The SAR files of the one dataset layout detected at folder `root` (unchecked), or None."""
-    found = [(name, base) for name, spec in LAYOUTS.items() if (base := spec.detect(Path(root))) is not None]
+    found = _detect_layouts(Path(root))
     if len(found) != 1:
         return None
     name, base = found[0]
