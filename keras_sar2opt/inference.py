@@ -45,8 +45,6 @@ GRID_GAP = 8
 def load_generator(path, *, upsample_mode="nearest"):
     """A generator from a `.keras` file (a generator, or a run's checkpoint holding one), or converted
     on the fly from a SAR2Optical `.pth`/`.safetensors`."""
-    from keras_sar2opt.training.adversarial import AdversarialModel
-
     path = Path(path)
     if not path.is_file():
         raise Sar2OptError(f"Expected a model file (.keras, .pth, .safetensors), received {path}, which does not exist")
@@ -57,6 +55,8 @@ def load_generator(path, *, upsample_mode="nearest"):
         return load_pix2pix_generator(path, upsample_mode=upsample_mode)
     if suffix != ".keras":
         raise Sar2OptError(f"Expected a model file ending in .keras, .pth or .safetensors, received {path}")
+    from keras_sar2opt.training.adversarial import AdversarialModel
+
     model = load_keras_model(path)
     return model.generator if isinstance(model, AdversarialModel) else model
 

@@ -104,9 +104,10 @@ class _Stages:
         print(f"[{self.done}/{self.total}] {text} (elapsed {minutes:d}:{seconds:02d})", flush=True)
 
 
-def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=None, precision="float32",
+def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_target=None, precision="float32",
               verbose="auto"):
-    """Run the study at `scale` ("quick", "full" or a Scale) and write its report into `out`.
+    """Run the study at `scale` ("quick", "full" or a Scale) and write its report into `out`
+    (default reports/reproduce-<scale>).
 
     work: the folder of run and evaluation folders (default runs/reproduce-<scale>).
     data_source / data_target: dataset folders (any layout find_pairs detects) for the source and
@@ -123,6 +124,7 @@ def reproduce(out, *, scale="quick", work=None, data_source=None, data_target=No
     _check_data(data_source, "--data-source")
     _check_data(data_target, "--data-target")
     work = Path(work if work is not None else Path("runs") / f"reproduce-{scale.name}")
+    out = Path(out if out is not None else Path("reports") / f"reproduce-{scale.name}")
     gans = [get_experiment(name).with_overrides(image_size=scale.gan_image_size, epochs=scale.gan_epochs,
                                                  batch_size=scale.gan_batch_size) for name in GAN_EXPERIMENTS]
     pix2pix_sizes = {"batch_size": scale.pix2pix_batch_size}

@@ -107,10 +107,10 @@ def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path
     (out / "config.json").write_text(json.dumps(settings))
     config = get_experiment("patchgan").with_overrides(image_size=32, batch_size=2, epochs=5)
     same = {"finetune": {"generator": "/models/a.keras", "discriminator": None}}
-    training_run.check_same_run(out, config, None, "float32", same)  # more epochs only: resumes
+    training_run.check_same_run(out, config, {"precision": "float32"}, same)  # more epochs only: resumes
     other = {"finetune": {"generator": "/models/b.keras", "discriminator": None}}
     with pytest.raises(Sar2OptError, match=r"different precision, finetune\.generator; pass the same"):
-        training_run.check_same_run(out, config, None, "mixed_bfloat16", other)
+        training_run.check_same_run(out, config, {"precision": "mixed_bfloat16"}, other)
 
 
 def test_sar_scaling_reaches_every_dataset_and_binds_the_run(tmp_path, cli_error, monkeypatch):

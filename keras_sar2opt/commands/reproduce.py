@@ -39,8 +39,7 @@ def register(subparsers):
 def run(args):
     from keras_sar2opt.reproduce import reproduce
 
-    output = args.output or f"reports/reproduce-{args.scale}"
-    path = reproduce(output, scale=args.scale, work=args.work, data_source=args.data_source,
+    path = reproduce(args.output, scale=args.scale, work=args.work, data_source=args.data_source,
                      data_target=args.data_target, precision=args.precision,
                      verbose="auto" if args.verbose is None else args.verbose)
     print(f"wrote {path}")

@@ -359,10 +359,16 @@ def _read_json(path, what):
         raise Sar2OptError(f"Expected a readable {what}, received {path} ({error})") from None
 
 
-def check_same_run(out, config, steps_per_epoch, precision="float32", extra_settings=None, sar_options=None):
+# Run options a resumed run must share with the recorded one, with the value a run recorded before
+# the option existed.
+RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None}
+
+
+def check_same_run(out, config, options, extra_settings=None):
     """Raise Sar2OptError unless `out`'s config.json records the same experiment settings (the number
-    of epochs may grow), steps per epoch, precision, SAR scaling and extra settings (a fine-tuning
-    run's starting networks), so that a resumed run continues the same run."""
+    of epochs may grow), the same `options` of RESUME_BINDING (steps per epoch, precision, SAR
+    scaling) and the same extra settings (a fine-tuning run's starting networks), so that a resumed
+    run continues the same run."""
     path = out / "config.json"
     if not path.is_file():
         return
@@ -374,12 +380,8 @@ def check_same_run(out, config, steps_per_epoch, precision="float32", extra_sett
     before.pop("epochs", None), now.pop("epochs", None)
     changed = sorted(key for key in before.keys() | now.keys() if before.get(key) != now.get(key))
     run = recorded.get("run", {})
-    if run.get("steps_per_epoch") != steps_per_epoch:
-        changed.append("steps_per_epoch")
-    if run.get("precision", "float32") != precision:
-        changed.append("precision")
-    if run.get("sar_options") != sar_options:
-        changed.append("sar_options")
+    given = json.loads(json.dumps({key: options.get(key, default) for key, default in RESUME_BINDING.items()}))
+    changed += [key for key, default in RESUME_BINDING.items() if run.get(key, default) != given[key]]
     for key, value in json.loads(json.dumps(extra_settings or {})).items():
         recorded_value = recorded.get(key)
         if isinstance(value, dict) and isinstance(recorded_value, dict):
@@ -587,7 +589,7 @@ def train_experiment(
 
     store = CheckpointStore(out / "checkpoints")
     if store.read():
-        check_same_run(out, config, steps_per_epoch, precision, extra_settings, sar_options)
+        check_same_run(out, config, options, extra_settings)
     check_writable(out)
     if deterministic:
         enable_determinism()
