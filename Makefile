@@ -21,4 +21,4 @@ demo:
 
 benchmark:
 	$(PIP) install -q -e ".[benchmark]"
-	$(PYTHON) -m keras_sar2opt.cli benchmark --out reports/benchmarks.md
+	$(PYTHON) -m keras_sar2opt.cli benchmark --output reports/benchmarks.md

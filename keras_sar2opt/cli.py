@@ -14,7 +14,7 @@ from keras_sar2opt.commands import (
     train,
     translate,
 )
-from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.errors import Sar2OptError, UsageError
 
 # Each command module defines `register(subparsers)`, which adds its parser and
 # sets `func` to a callable taking the parsed arguments and returning an exit code.
@@ -67,6 +67,9 @@ def main(argv=None):
     args = parse(argv)
     try:
         return args.func(args) or 0
+    except UsageError as error:
+        print(f"sar2opt {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except Sar2OptError as error:
         print(f"sar2opt {args.command}: error: {error}", file=sys.stderr)
         return 1

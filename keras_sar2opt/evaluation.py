@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.reports import files
 from keras_sar2opt.reports.datasets import describe_dataset
 from keras_sar2opt.reports.paper import EVALUATION_FIGURES
@@ -72,6 +72,15 @@ def _check_under(parts, data, split_file):
     for pair in (pair for pairs in parts.values() for pair in pairs):
         if not Path(pair.sar).resolve().is_relative_to(root):
             raise Sar2OptError(f"Expected the pairs of {split_file} under --data {data}, received {pair.sar}")
+
+
+def training_run_of(split_file):
+    """The "run" settings in config.json beside `split_file` when it is a training run's split.json, else None."""
+    config = Path(split_file).with_name("config.json")
+    if not config.is_file():
+        return None
+    run = files.read_json(config, "config.json of the run").get("run")
+    return run if isinstance(run, dict) and "data" in run else None
 
 
 def _check_generator(model):
@@ -230,6 +239,9 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
     and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
 
+    With the split.json of a training run as `split_file`, `data` and `sar_options` default to the
+    run's (its config.json).
+
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
@@ -237,6 +249,16 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
 
     if role is not None and role not in EVALUATION_FIGURES:
         raise Sar2OptError(f"Expected --role among {', '.join(EVALUATION_FIGURES)}, received {role!r}")
+    run = training_run_of(split_file) if split_file else None
+    if data is None:
+        expected = "Expected --data, or a --split-file in a run folder (its config.json names the data), received"
+        if split_file is None:
+            raise UsageError(f"{expected} neither")
+        if run is None:
+            raise Sar2OptError(f"{expected} {split_file} without a config.json beside it")
+        data = run["data"]
+    if sar_options is None and run is not None:
+        sar_options = run.get("sar_options")
     pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(Path(model).resolve())
@@ -276,10 +298,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
 def read_summary(folder):
     """An evaluation folder's summary.json; Sar2OptError naming the file when it is missing or unreadable."""
     path = Path(folder) / SUMMARY_JSON
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise Sar2OptError(f"Expected an evaluation summary, received {path} ({error})") from None
+    summary = files.read_json(path, "evaluation summary")
     if summary.get("format") != FORMAT:
         raise Sar2OptError(f"Expected an evaluation summary of format {FORMAT}, received {path}")
     return summary

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from keras_sar2opt import benchmark, cli
-from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.models import patchgan_discriminator, unet_generator
 
 TOY = dict(
@@ -110,7 +109,7 @@ def test_bad_options_are_one_line_errors(argv, message, tmp_path, capsys):
 
 def test_out_must_not_be_a_folder(tmp_path, capsys):
     assert cli.main(["benchmark", "--out", str(tmp_path)]) == 1
-    assert "Expected --out to be a Markdown file path" in capsys.readouterr().err
+    assert "Expected --output to be a Markdown file path" in capsys.readouterr().err
 
 
 @pytest.mark.torch

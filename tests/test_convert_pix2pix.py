@@ -154,7 +154,7 @@ def test_convert_command_writes_working_keras_files(generator_checkpoint, tmp_pa
     disc_path = tmp_path / "disc.pth"
     torch.save({"epoch": 180, "model_state_dict": disc_module.state_dict()}, disc_path)
     out = tmp_path / "converted" / "sar2optical.keras"
-    assert main(["convert", str(gen_path), "--disc", str(disc_path), "-o", str(out)]) == 0
+    assert main(["convert", str(gen_path), "--discriminator", str(disc_path), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "decoder transpose" in printed and "79 tensors loaded, 15 BatchNorm step counters ignored" in printed
     assert "19 tensors loaded, 3 BatchNorm step counters ignored" in printed

@@ -65,7 +65,7 @@ def test_out_under_a_file_is_refused_before_any_work(tmp_path, cli_error):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     line = cli_error([*TRAIN, "--out", str(blocker / "run")])
-    assert line == f"sar2opt train: error: Expected --out to be a folder, received {blocker / 'run'}, " \
+    assert line == f"sar2opt train: error: Expected --output to be a folder, received {blocker / 'run'}, " \
                    f"where {blocker} is a file"
 
 
@@ -96,7 +96,7 @@ def test_rerun_with_other_settings_is_refused(tmp_path, capsys, cli_error):
     line = cli_error([*TRAIN, "--epochs", "5", "--batch-size", "4", "--steps-per-epoch", "2",
                                     "--out", str(out)])
     assert line == (f"sar2opt train: error: Expected the settings recorded in {out / 'config.json'} to resume that "
-                    "run, received a different batch_size, steps_per_epoch; pass the same options, or another --out "
+                    "run, received a different batch_size, steps_per_epoch; pass the same options, or another --output "
                     "for a new run")
 
 
@@ -113,7 +113,7 @@ def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path
         training_run.check_same_run(out, config, {"precision": "mixed_bfloat16"}, other)
 
 
-def test_sar_scaling_reaches_every_dataset_and_binds_the_run(tmp_path, cli_error, monkeypatch):
+def test_sar_scaling_reaches_every_dataset_and_binds_the_run_and_its_evaluation(tmp_path, cli_error, monkeypatch):
     from keras_sar2opt.cli import main
 
     scalings = []
@@ -131,6 +131,19 @@ def test_sar_scaling_reaches_every_dataset_and_binds_the_run(tmp_path, cli_error
     scalings.clear()
     assert main(["train", "--resume", str(out), "--epochs", "2", "--verbose", "0"]) == 0
     assert scalings == [expected] * 3
+
+    # Scored on its own test pairs, the run's data and scaling are the defaults.
+    evaluation = ["evaluate", "--model", str(out / "generator.keras"), "--split-file", str(out / "split.json")]
+    assert main([*evaluation, "-o", str(tmp_path / "eval")]) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert summary["dataset"]["path"] == run["data"] and summary["pairs"] == run["pairs"]["test"]
+    assert summary["sar_options"] == expected
+    assert main([*evaluation, "-o", str(tmp_path / "eval-db"), "--sar-input", "image"]) == 0
+    assert json.loads((tmp_path / "eval-db" / "summary.json").read_text())["sar_options"] == {"input": "image"}
+    (out / "config.json").unlink()
+    line = cli_error([*evaluation, "-o", str(tmp_path / "eval-lost")])
+    assert line.endswith(f"received {out / 'split.json'} without a config.json beside it")
 
 
 def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error):
@@ -173,5 +186,3 @@ def test_resume_with_conflicting_options_is_refused(tmp_path, cli_error, extra, 
 def test_resume_of_a_folder_without_a_run_is_refused(tmp_path, capsys, cli_error):
     line = cli_error(["train", "--resume", str(tmp_path)])
     assert line == f"sar2opt train: error: Expected a run folder holding config.json to resume, received {tmp_path}"
-    line = cli_error(["train"])
-    assert line == "sar2opt train: error: Expected --experiment NAME or --resume RUN_DIR, received neither"

@@ -173,6 +173,9 @@ def test_checkpoint_store_keeps_a_verifiable_checkpoint_through_an_interrupted_s
         model.layers[0].kernel.assign(np.full((3, 2), epoch, np.float32))
         store.save(model, epoch, best=epoch == 2)
     folder = store.directory
+    # best.keras shares epoch 2's file, rotated into last.prev.keras, instead of copying it.
+    assert os.path.samefile(folder / "best.keras", folder / "last.prev.keras")
+    assert store.bytes_on_disk() == sum((folder / name).stat().st_size for name in ("last.keras", "best.keras"))
     # A kill between the two renames of a save: the new checkpoint is still only a temporary file.
     (folder / ".last.0123456789ab.tmp.keras").write_bytes(b"cut short")
     os.replace(folder / "last.keras", folder / "last.prev.keras")
@@ -197,7 +200,8 @@ def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):
     with pytest.raises(Sar2OptError, match="Expected a finished run"):
         store.keep_last_only()
     store.mark_finished(2, stopped_early=False)
-    assert store.keep_last_only() > 0
+    epoch_1_bytes = (store.directory / "best.keras").stat().st_size  # also last.prev.keras: one file
+    assert store.keep_last_only() == epoch_1_bytes
     assert sorted(p.name for p in store.directory.iterdir()) == ["last.keras", "manifest.json"]
 
     reopened = CheckpointStore(store.directory)

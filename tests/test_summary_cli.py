@@ -48,18 +48,28 @@ def test_unknown_model_is_a_one_line_error(capsys):
     assert "received 'unet'" in error and "unet_generator" in error
 
 
-def test_models_or_all_required(capsys):
-    assert cli.main(["summary"]) == 1
-    assert "received neither" in capsys.readouterr().err
-    assert cli.main(["summary", "--all", "wgan_critic"]) == 1
-    assert "received both" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["summary"], "sar2opt summary: error: Expected MODEL names or --all, received neither"),
+        (["summary", "--all", "wgan_critic"], "sar2opt summary: error: Expected MODEL names or --all, received both "
+                                              "(wgan_critic and --all)"),
+        (["train"], "sar2opt train: error: Expected --experiment NAME or --resume RUN_DIR, received neither"),
+        (["evaluate", "--model", "g.keras", "-o", "out"], "sar2opt evaluate: error: Expected --data, or a "
+                                                          "--split-file in a run folder (its config.json names the "
+                                                          "data), received neither"),
+    ],
+)
+def test_either_of_two_options_missing_is_a_malformed_command_line(argv, line, capsys):
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == line + "\n"
 
 
 @pytest.mark.parametrize(
     "argv, line",
     [
         (["train", "--experimnt", "patchgan"], "sar2opt train: error: unrecognized arguments: --experimnt patchgan"),
-        (["evaluate", "--model", "g.keras"], "sar2opt evaluate: error: the following arguments are required: --data, "
+        (["evaluate", "--model", "g.keras"], "sar2opt evaluate: error: the following arguments are required: "
                                              "-o/--output"),
         (["bogus"], "sar2opt: error: argument COMMAND: invalid choice: 'bogus'"),
     ],
@@ -69,6 +79,16 @@ def test_malformed_command_lines_are_one_line_from_their_subcommand(argv, line, 
         cli.main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith(line)
+
+
+def test_output_options_share_one_spelling_across_commands():
+    for argv in (["train", "--experiment", "patchgan"], ["benchmark"], ["convert", "g.pth", "--discriminator", "d.pth"]):
+        short, long = (vars(cli.parse([*argv, flag, "OUT"])) for flag in ("-o", "--output"))
+        assert short == long and short["out" if "out" in short else "output"] == "OUT"
+    assert cli.parse(["train", "--experiment", "patchgan", "-o", "RUN"]).out == "RUN"
+    assert cli.parse(["train", "--experiment", "patchgan", "--out", "RUN"]).out == "RUN"  # the earlier spelling
+    assert cli.parse(["convert", "g.pth", "--disc", "d.pth", "-o", "g.keras"]).disc == "d.pth"
+    assert cli.parse(["convert", "g.pth", "--discriminator", "d.pth", "-o", "g.keras"]).disc == "d.pth"
 
 
 def test_train_help_lists_each_experiments_defaults_marking_the_assumed(capsys):

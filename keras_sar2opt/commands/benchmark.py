@@ -16,11 +16,12 @@ def register(subparsers):
         "GAN (Tables 5 + 3) at batch 32, in float32 and mixed_bfloat16; the same Pix2Pix step and "
         "inference in PyTorch (float32 and bf16 autocast); and a matrix-multiply ceiling. Prints a table "
         "(img/s, Keras/PyTorch, FLOPs, achieved GFLOP/s and its fraction of the ceiling) and writes it "
-        "with the command to --out. Takes 10-30 minutes (--quick: a few).",
+        "with the command to --output. Takes 10-30 minutes (--quick: a few).",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no XLA variant, inference at batch 1 and 4")
     parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="Keras backend")
-    parser.add_argument("--out", default="reports/benchmarks.md", metavar="PATH", help="Markdown report")
+    parser.add_argument("-o", "--output", "--out", dest="out", default="reports/benchmarks.md", metavar="PATH",
+                        help="Markdown report")
     parser.add_argument("--repeats", type=int, metavar="N", help="timed blocks per measurement (median)")
     parser.add_argument("--only", nargs="+", choices=list(WORKLOADS), metavar="WORKLOAD",
                         help=f"measure only these: {', '.join(WORKLOADS)} (the matmul ceiling always)")
@@ -52,7 +53,7 @@ def command_line(args):
             parts += [option, *values]
     if not args.torch:
         parts.append("--no-torch")
-    parts += ["--out", str(args.out)]
+    parts += ["--output", str(args.out)]
     return " ".join(shlex.quote(part) for part in parts)
 
 
@@ -83,7 +84,7 @@ def settings_from_args(args):
 def run(args):
     out = Path(args.out)
     if out.is_dir():
-        raise Sar2OptError(f"Expected --out to be a Markdown file path, received {out}, which is a folder")
+        raise Sar2OptError(f"Expected --output to be a Markdown file path, received {out}, which is a folder")
     settings = settings_from_args(args)
     from keras_sar2opt import benchmark
 

@@ -13,7 +13,8 @@ def register(subparsers):
         description="Convert a SAR2Optical generator checkpoint (and optionally its discriminator) to Keras.",
     )
     parser.add_argument("generator", metavar="GEN.pth", help="generator checkpoint (.pth, .pt or .safetensors)")
-    parser.add_argument("--disc", metavar="DISC.pth", help="discriminator checkpoint to convert as well")
+    parser.add_argument("--discriminator", "--disc", dest="disc", metavar="DISC.pth",
+                        help="discriminator checkpoint to convert as well")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.keras", help="generator output file")
     parser.add_argument("--disc-out", metavar="PATH", help="discriminator output file (default: OUT_disc.keras)")
     parser.add_argument("--image-size", type=int, default=256, help="model input size (default 256)")
@@ -63,7 +64,7 @@ def run(args):
             f"{output.stem}_disc.keras"
         )
     elif args.disc_out:
-        raise Sar2OptError("Expected --disc DISC.pth together with --disc-out, received --disc-out alone")
+        raise Sar2OptError("Expected --discriminator DISC.pth together with --disc-out, received --disc-out alone")
     jobs = [("generator", args.generator, args.key, output, convert_generator, {"upsample_mode": args.upsample_mode})]
     if args.disc:
         jobs.append(("discriminator", args.disc, args.disc_key, disc_output, convert_discriminator, {}))

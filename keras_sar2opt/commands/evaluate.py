@@ -21,13 +21,16 @@ def register(subparsers):
         ),
     )
     parser.add_argument("--model", required=True, help="generator: .keras, or a SAR2Optical .pth/.safetensors")
-    parser.add_argument("--data", required=True, metavar="PATH", help="dataset folder (any layout sar2opt reads)")
+    parser.add_argument(
+        "--data", metavar="PATH",
+        help="dataset folder (any layout sar2opt reads); default with a run's --split-file: the run's data",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="evaluation folder to write")
     parser.add_argument("--split", choices=SPLITS, default="test", help="which pairs (default test)")
     parser.add_argument(
         "--split-file", metavar="F",
-        help="split to use: a run's split.json or a SAR2Optical split.json (default: the dataset's own "
-        "split.json, else the seeded 80/10/10 split)",
+        help="split to use: a run's split.json (its data and SAR scaling become the defaults) or a SAR2Optical "
+        "split.json (default: the dataset's own split.json, else the seeded 80/10/10 split)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the 80/10/10 split (default 0)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs of the split only")

@@ -44,7 +44,7 @@ def add_sar_scaling_options(parser):
     """--sar-input, --db-range and --percentiles: how stored SAR values are scaled to [0, 1]."""
     scaling = parser.add_argument_group("SAR scaling to [0, 1]")
     scaling.add_argument(
-        "--sar-input", choices=("auto", "image", "linear", "amplitude", "db"), default="auto",
+        "--sar-input", choices=("auto", "image", "linear", "amplitude", "db"),
         help="how SAR values are stored (default auto: integers are images, negative floats dB, other floats linear)",
     )
     scaling.add_argument("--db-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="dB range mapped to [0, 1]")
@@ -52,7 +52,9 @@ def add_sar_scaling_options(parser):
 
 
 def sar_options(args):
-    """The `to_unit` SAR options dict of the parsed scaling options."""
+    """The `to_unit` SAR options dict of the parsed scaling options, or None when none was given."""
+    if not (args.sar_input or args.db_range or args.percentiles):
+        return None
     options = {"input": args.sar_input or "auto"}
     if args.db_range:
         options["db_range"] = args.db_range

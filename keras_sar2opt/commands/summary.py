@@ -2,7 +2,7 @@
 
 import sys
 
-from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.errors import UsageError
 
 
 def register(subparsers):
@@ -21,16 +21,16 @@ def register(subparsers):
 
 
 def run(args):
+    if args.all and args.models:
+        raise UsageError(
+            f"Expected MODEL names or --all, received both ({' '.join(args.models)} and --all)"
+        )
+    if not (args.all or args.models):
+        raise UsageError("Expected MODEL names or --all, received neither")
     from keras_sar2opt.models import MODELS, build_model, check_model_name
     from keras_sar2opt.models.report_tables import TABLES
     from keras_sar2opt.models.verify import format_checks, verify
 
-    if args.all and args.models:
-        raise Sar2OptError(
-            f"Expected MODEL names or --all, received both ({' '.join(args.models)} and --all)"
-        )
-    if not (args.all or args.models):
-        raise Sar2OptError("Expected MODEL names or --all, received neither")
     names = list(MODELS) if args.all else args.models
     for name in names:
         check_model_name(name)

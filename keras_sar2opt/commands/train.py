@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from keras_sar2opt.commands.options import add_sar_scaling_options, sar_options
-from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.experiments import (
     DEFAULT_PAIRS,
     DEFAULT_PRETRAIN_EPOCHS,
@@ -62,7 +62,10 @@ def register(subparsers):
     parser.add_argument(
         "--data", metavar="PATH", help="dataset: QXSLAB-SAROPT, SEN1-2, SAR2Optical, two folders or a CSV"
     )
-    parser.add_argument("--out", metavar="RUN_DIR", help="run folder (default runs/EXPERIMENT); resumes if interrupted")
+    parser.add_argument(
+        "-o", "--output", "--out", dest="out", metavar="RUN_DIR",
+        help="run folder (default runs/EXPERIMENT); resumes if interrupted",
+    )
     parser.add_argument(
         "--split-group", metavar="REGEX",
         help="split by area: the regular expression's first group in a pair's name names its scene, and "
@@ -96,7 +99,6 @@ def register(subparsers):
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
     add_sar_scaling_options(parser)
-    parser.set_defaults(sar_input=None)  # None: no scaling given, so --resume can tell
     finetune = parser.add_argument_group(f"fine-tuning ({', '.join(FINETUNE_EXPERIMENTS)}; report §4)")
     finetune.add_argument(
         "--generator", metavar="G", help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
@@ -175,14 +177,12 @@ def _resume(args):
 
 
 def run(args):
-    from keras_sar2opt.training.run import train_experiment
-
     if args.resume is not None:
         out = _resume(args)
         print(f"sar2opt train: run folder {out}")
         return 0
     if args.experiment is None:
-        raise Sar2OptError("Expected --experiment NAME or --resume RUN_DIR, received neither")
+        raise UsageError("Expected --experiment NAME or --resume RUN_DIR, received neither")
     if args.pairs is not None and args.data is not None:
         raise Sar2OptError(f"Expected --pairs only without --data, received --data {args.data}")
     _check_experiment_options(args)
@@ -203,6 +203,8 @@ def run(args):
         lora_targets=args.targets,
         also_train=args.also_train,
     )
+    from keras_sar2opt.training.run import train_experiment
+
     train = train_experiment
     if config.pretrained:
         from keras_sar2opt.finetune import finetune
@@ -227,7 +229,7 @@ def run(args):
         early_stopping=args.early_stopping,
         on_bad=args.on_bad or "error",
         deterministic=bool(args.deterministic),
-        sar_options=sar_options(args) if args.sar_input or args.db_range or args.percentiles else None,
+        sar_options=sar_options(args),
         split_group=args.split_group,
         verbose="auto" if args.verbose is None else args.verbose,
     )

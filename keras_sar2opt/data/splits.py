@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_sar2opt.data.layouts import SPLIT_NAMES, Pair, natural_key, read_sar2optical_split
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import write_text
+from keras_sar2opt.reports.files import read_json, write_text
 
 SPLIT_FORMAT = "keras_sar2opt.split/1"
 
@@ -82,10 +82,7 @@ def load_split(path):
     Every listed file must exist, so a stale split fails here, naming the file, not mid-epoch.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise Sar2OptError(f"Expected a readable JSON split file, received {path} ({error})") from None
+    data = read_json(path, "JSON split file")
     if isinstance(data, dict) and "data" in data:
         split = read_sar2optical_split(path)
     elif isinstance(data, dict) and data.get("format") == SPLIT_FORMAT:

@@ -1,10 +1,14 @@
-"""Atomic writes for report and evaluation outputs: each file appears complete or not at all."""
+"""Atomic writes for report, run and evaluation outputs (each file appears complete or not at all),
+and reading them back."""
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
+
+from keras_sar2opt.errors import Sar2OptError
 
 
 @contextlib.contextmanager
@@ -36,10 +40,14 @@ def write_csv(path, frame):
     return Path(path)
 
 
-def copy_file(source, path):
-    """Copy `source` to `path` atomically; returns the path."""
+def link_or_copy(source, path):
+    """Make `path` a hard link to `source` (a copy where the file system has no hard links),
+    atomically; returns the path. Safe for files that are only ever replaced by renames."""
     with atomic_path(path) as temporary:
-        shutil.copyfile(source, temporary)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
     return Path(path)
 
 
@@ -51,3 +59,11 @@ def save_jpeg(source, path, quality=85):
     with Image.open(source) as image, atomic_path(path) as temporary:
         image.convert("RGB").save(temporary, "JPEG", quality=quality)
     return Path(path)
+
+
+def read_json(path, what):
+    """The JSON value in `path`; Sar2OptError naming `what` and the file when it is unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise Sar2OptError(f"Expected a readable {what}, received {path} ({error})") from None

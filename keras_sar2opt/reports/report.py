@@ -6,7 +6,6 @@ shown; figures are under figures/ (curves as PNG, sample grids as JPEG). A secti
 were not given says what is missing.
 """
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -84,10 +83,7 @@ def _unique(name, taken):
 def load_run(path, name=None):
     """A Run from a folder holding config.json; a missing or unreadable history.csv becomes `problem`."""
     path = Path(path)
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as error:
-        raise Sar2OptError(f"Expected a run folder with a readable config.json, received {path} ({error})") from None
+    config = files.read_json(path / "config.json", "run folder's config.json")
     experiment = config.get("experiment", {})
     experiment = experiment.get("name") if isinstance(experiment, dict) else experiment
     settings = config.get("run", {})

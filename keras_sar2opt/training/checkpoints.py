@@ -2,7 +2,8 @@
 
 `checkpoints/` holds `last.keras` (the AdversarialModel after the latest epoch, optimiser state
 included), `last.prev.keras` (the epoch before) and `best.keras` (lowest monitored value), and
-`manifest.json`. The manifest lists each checkpoint by the SHA-256 of its bytes with its epoch and
+`manifest.json`. best.keras is a hard link to last.keras while both hold the same epoch (files are
+only ever replaced by renames, so a link never changes under its other name). The manifest lists each checkpoint by the SHA-256 of its bytes with its epoch and
 the random-seed states Keras does not save (dropout), so a checkpoint is trusted only when its
 bytes match an entry: a truncated or corrupt file is named and never loaded. Files are written to
 a temporary name and renamed, and the manifest entry is written before the rename, so a process
@@ -19,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import atomic_path, copy_file, write_text
+from keras_sar2opt.reports.files import atomic_path, link_or_copy, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class CheckpointStore:
                     self.files[PREVIOUS] = self.files.pop(LAST)
             self.files[LAST] = self.files.pop("incoming")
             if best:
-                copy_file(self._path(LAST), self._path(BEST))
+                link_or_copy(self._path(LAST), self._path(BEST))
                 self.files[BEST] = digest
             self._write_manifest()
         except OSError as error:  # e.g. a full disk
@@ -146,14 +147,12 @@ class CheckpointStore:
         needs last.keras alone); returns the bytes freed."""
         if not self.finished:
             raise Sar2OptError(f"Expected a finished run in {self.directory}, received one still to resume")
-        freed = 0
+        before = self.bytes_on_disk()
         for name in (PREVIOUS, BEST):
-            if self._path(name).exists():
-                freed += self._path(name).stat().st_size
-                self._path(name).unlink()
+            self._path(name).unlink(missing_ok=True)
             self.files.pop(name, None)
         self._write_manifest()
-        return freed
+        return before - self.bytes_on_disk()
 
     def verify(self, name):
         """The Checkpoint in file `name` when its bytes match a manifest entry, else the reason it does not."""
@@ -221,5 +220,10 @@ class CheckpointStore:
         return f"{self._path(LAST)} (epoch {self.entries[self.files[LAST]]['epoch']})"
 
     def bytes_on_disk(self):
-        """Bytes of the checkpoint files present (a resumed run replaces them)."""
-        return sum(self._path(name).stat().st_size for name in (LAST, PREVIOUS, BEST) if self._path(name).exists())
+        """Bytes of the checkpoint files present, hard links counted once (a resumed run replaces them)."""
+        files = {}
+        for name in (LAST, PREVIOUS, BEST):
+            if self._path(name).exists():
+                status = self._path(name).stat()
+                files[(status.st_dev, status.st_ino)] = status.st_size
+        return sum(files.values())

@@ -317,12 +317,12 @@ def check_writable(out):
     """Raise Sar2OptError unless the run folder `out` exists as a writable folder or can be created."""
     base = _existing_ancestor(out)
     if not base.is_dir():
-        raise Sar2OptError(f"Expected --out to be a folder, received {out}, where {base} is a file")
+        raise Sar2OptError(f"Expected --output to be a folder, received {out}, where {base} is a file")
     try:
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as error:
-        raise Sar2OptError(f"Expected a writable --out folder, received {out} ({error.strerror} in {base})") from None
+        raise Sar2OptError(f"Expected a writable --output folder, received {out} ({error.strerror} in {base})") from None
 
 
 def check_free_space(out, model, store):
@@ -352,13 +352,6 @@ def enable_determinism():
     tf.config.experimental.enable_op_determinism()
 
 
-def _read_json(path, what):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise Sar2OptError(f"Expected a readable {what}, received {path} ({error})") from None
-
-
 # Run options a resumed run must share with the recorded one, with the value a run recorded before
 # the option existed.
 RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None}
@@ -372,7 +365,7 @@ def check_same_run(out, config, options, extra_settings=None):
     path = out / "config.json"
     if not path.is_file():
         return
-    recorded = _read_json(path, "config.json of the run to resume")
+    recorded = files.read_json(path, "config.json of the run to resume")
     # A setting added to ExperimentConfig after the run was recorded counts as its default.
     defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
     before = json.loads(json.dumps({**defaults, **recorded.get("experiment", {})}))
@@ -391,7 +384,7 @@ def check_same_run(out, config, options, extra_settings=None):
     if changed:
         raise Sar2OptError(
             f"Expected the settings recorded in {path} to resume that run, received a different "
-            f"{', '.join(changed)}; pass the same options, or another --out for a new run"
+            f"{', '.join(changed)}; pass the same options, or another --output for a new run"
         )
 
 
@@ -399,7 +392,7 @@ def check_same_split(path, split):
     """Raise Sar2OptError unless the run's split.json lists the same pairs as `split` (same data)."""
     if not path.is_file():
         return
-    recorded = _read_json(path, "split.json of the run to resume")
+    recorded = files.read_json(path, "split.json of the run to resume")
     for name, pairs in split.items():
         try:
             before = [entry["name"] for entry in recorded.get(name, [])]
@@ -408,7 +401,7 @@ def check_same_split(path, split):
         if before != [pair.name for pair in pairs]:
             raise Sar2OptError(
                 f"Expected the {name} pairs listed in {path} to resume that run, received different data; "
-                "pass the same --data, or another --out for a new run"
+                "pass the same --data, or another --output for a new run"
             )
 
 
@@ -437,7 +430,7 @@ def resume_run(run_dir, epochs=None, verbose="auto", experiment=None):
     path = run_dir / "config.json"
     if not path.is_file():
         raise Sar2OptError(f"Expected a run folder holding config.json to resume, received {run_dir}")
-    recorded = _read_json(path, "config.json of the run to resume")
+    recorded = files.read_json(path, "config.json of the run to resume")
     try:
         config = experiment_from_dict(recorded["experiment"])
         run = recorded["run"]
@@ -559,7 +552,7 @@ def train_experiment(
     if config.pretrained and networks is None:
         raise Sar2OptError(
             f"Expected the pre-trained generator of {config.name!r} (keras_sar2opt.finetune; to resume, rerun "
-            "its train_finetune_*.py command with the same --out), received none"
+            "its train_finetune_*.py command with the same --output), received none"
         )
     options = {
         "precision": precision,
