@@ -49,15 +49,15 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
         raise Sar2OptError(f"Expected --split among {', '.join(SPLITS)}, received {split!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise Sar2OptError(f"Expected --limit to be a positive integer, received {limit!r}")
-    if not Path(data).is_dir():
-        raise Sar2OptError(f"Expected --data to be an existing dataset folder, received {data}")
+    if not Path(data).exists():
+        raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV file, received {data}")
     pair_set = find_pairs(data, on_bad=on_bad)
     if split == "all":
         pairs = list(pair_set.pairs)
     else:
         if split_file is not None:
             parts = load_split(split_file)
-            _check_under(parts, Path(data), split_file)
+            _check_among(parts, pair_set, data, split_file)
         else:
             parts = pair_set.split or split_pairs(pair_set.pairs, seed=seed)
         pairs = list(parts.get(split, []))
@@ -67,11 +67,11 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
     return pairs[:limit], pair_set
 
 
-def _check_under(parts, data, split_file):
-    root = data.resolve()
+def _check_among(parts, pair_set, data, split_file):
+    known = {Path(pair.sar).resolve() for pair in pair_set.pairs}
     for pair in (pair for pairs in parts.values() for pair in pairs):
-        if not Path(pair.sar).resolve().is_relative_to(root):
-            raise Sar2OptError(f"Expected the pairs of {split_file} under --data {data}, received {pair.sar}")
+        if Path(pair.sar).resolve() not in known:
+            raise Sar2OptError(f"Expected the pairs of {split_file} among those of --data {data}, received {pair.sar}")
 
 
 def training_run_of(split_file):

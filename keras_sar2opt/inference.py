@@ -182,11 +182,12 @@ def _step_options(steps):
 
 
 def scene_halo(steps):
-    """Rows of context a strip needs so windowed preprocessing equals whole-image preprocessing."""
+    """Rows of context a strip needs so windowed preprocessing equals whole-image preprocessing: the
+    sum of the local filters' half windows."""
     halo = 0
     for name, options in _step_options(steps):
         if name in LOCAL_STEPS:
-            halo = max(halo, int(options.get("window", DEFAULT_WINDOW)) // 2)
+            halo += int(options.get("window", DEFAULT_WINDOW)) // 2  # chained filters widen the context
         elif name not in POINTWISE_STEPS:
             raise Sar2OptError(
                 f"Expected scene preprocessing among {', '.join(POINTWISE_STEPS + LOCAL_STEPS)}, received {name!r}"
@@ -201,7 +202,7 @@ def strip_sar_options(overview, sar_options):
     of a scene is scaled the same way.
     """
     options = dict(sar_options or {})
-    kind = options.get("input", "auto" if sar_options is not None else "image")
+    kind = options.get("input", "auto")
     if kind == "auto":
         kind = "image" if overview.dtype.kind in "ui" else ("db" if overview.min() < 0 else "linear")
     percentiles = options.get("percentiles")
@@ -421,7 +422,8 @@ def translate_file(
 
     TIFF inputs are read in windows (scaling statistics from a decimated overview); other formats are
     read whole. A TIFF output keeps the input's CRS and transform; the input's nodata pixels come out
-    black and, in a TIFF, masked (an internal mask band). `grid=True` also writes
+    black and, in a TIFF, masked (an internal mask band). `sar_options`: `to_unit`'s SAR scaling
+    (None: detected from the values, as training does). `grid=True` also writes
     `<dst stem>_grid.png`: the preprocessed input beside the translation. Returns the output path.
     """
     import rasterio
@@ -433,7 +435,7 @@ def translate_file(
             source = stack.enter_context(_GeoTIFFSource(src, channels, steps, sar_options))
             georeference = source.georeference
         else:
-            image = apply_preprocessing(to_unit(read_image(src), sar_options), steps)
+            image = apply_preprocessing(to_unit(read_image(src), sar_options or {}), steps)
             source, georeference = _ArraySource(to_channels(image, channels, src)), None
         if dst.suffix.lower() in TIFF_EXTENSIONS:
             sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference)

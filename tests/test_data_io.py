@@ -58,6 +58,7 @@ def test_sar_scaling_linear_db_amplitude_and_percentiles():
     clipped = to_unit(ramp, {"percentiles": [10, 90]})[..., 0, 0]
     assert clipped[10] == 0.0 and clipped[90] == 1.0 and clipped[50] == pytest.approx(0.5)
     assert to_unit(np.array([[[0, 255]]], np.uint8), {}).tolist() == [[[0.0, 1.0]]]
+    assert to_unit(np.array([[[-500, 0, 32767]]], np.int16), {}).tolist() == [[[0.0, 0.0, 1.0]]]
     assert to_unit(linear, {}).dtype == np.float32
     with pytest.raises(Sar2OptError, match="Expected SAR input among"):
         to_unit(linear, {"input": "decibel"})

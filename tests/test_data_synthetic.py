@@ -139,3 +139,14 @@ def test_make_synthetic_command(tmp_path, capsys):
     assert f"{out}, which is not empty" in capsys.readouterr().err
     assert cli.main(["make-synthetic", "--preset", "landsat", "--pairs", "4", str(tmp_path / "x")]) == 1
     assert "received 'landsat'" in capsys.readouterr().err
+
+
+def test_training_data_is_rewritten_when_its_synthetic_json_was_cut_short(tmp_path):
+    from keras_sar2opt.training.run import prepare_data
+
+    settings = {"image_size": 16, "pairs": 4, "seed": 0, "on_bad": "error"}
+    prepare_data(None, tmp_path, **settings)
+    (info,) = (tmp_path / "data").glob("*/synthetic.json")
+    info.write_text(info.read_text()[:20])  # a write cut short
+    again, synthetic = prepare_data(None, tmp_path, **settings)
+    assert len(again.pairs) == 4 and json.loads(info.read_text())["pairs"] == synthetic["pairs"] == 4

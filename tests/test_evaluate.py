@@ -1,6 +1,7 @@
 """`sar2opt evaluate`: per-image metrics on a dataset split, summaries equal to the CSV, preprocessing, splits."""
 
 import json
+import os
 import logging
 
 import numpy as np
@@ -107,6 +108,14 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
     frame = pd.read_csv(tmp_path / "val" / "per_image.csv", dtype={"name": str})
     assert list(frame["name"]) == [pair.name for pair in split["val"]]
     assert summary["pairs"] == len(split["val"])
+    listing = tmp_path / "lists" / "pairs.csv"  # the same pairs listed in a CSV file, paths from its folder
+    listing.parent.mkdir()
+    listing.write_text("sar,optical\n" + "".join(f"{os.path.relpath(p.sar, listing.parent)},"
+                                                 f"{os.path.relpath(p.optical, listing.parent)}\n"
+                                                 for p in find_pairs(data).pairs))
+    summary = evaluate(model, listing, tmp_path / "csv", split="val", split_file=tmp_path / "split.json",
+                       progress=False)
+    assert summary["pairs"] == len(split["val"]) and summary["dataset"]["path"] == str(listing.resolve())
     summary = evaluate(model, data, tmp_path / "all", split="all", limit=5, sample_rows=2, progress=False)
     assert summary["pairs"] == 5 and len(pd.read_csv(tmp_path / "all" / "per_image.csv")) == 5
     assert read_image(tmp_path / "all" / "samples.png").shape[0] == 2 * SIZE + GAP
@@ -119,7 +128,7 @@ def test_evaluate_errors(data, model_path, tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
     other = write_synthetic(tmp_path / "other", "qxslab", 10, "qxslab", size=64, seed=3, progress=False)
     save_split(split_pairs(find_pairs(other).pairs), tmp_path / "other_split.json")
-    with pytest.raises(Sar2OptError, match="under --data"):
+    with pytest.raises(Sar2OptError, match="among those of --data"):
         evaluate(tiny_generator(), data, tmp_path / "o", split_file=tmp_path / "other_split.json", progress=False)
     with pytest.raises(Sar2OptError, match="--limit"):
         evaluate(tiny_generator(), data, tmp_path / "o", limit=0, progress=False)

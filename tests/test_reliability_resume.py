@@ -190,6 +190,11 @@ def test_checkpoint_store_keeps_a_verifiable_checkpoint_through_an_interrupted_s
     reopened.restore(fresh, found)
     np.testing.assert_array_equal(fresh.layers[0].kernel.numpy(), 3.0)
     assert reopened.verify("best.keras").epoch == 2
+    # The resumed run's next save keeps epoch 3's file verifiable under the name it has on disk.
+    reopened.save(fresh, 4)
+    after = CheckpointStore(folder)
+    assert after.read() and [after.verify(name).epoch for name in ("last.keras", "last.prev.keras")] == [4, 3]
+    assert after.describe_last() == f"{folder / 'last.keras'} (epoch 4)"
 
 
 def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):

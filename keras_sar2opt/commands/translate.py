@@ -44,8 +44,8 @@ def run(args):
         raise Sar2OptError(f"Expected --batch-size of at least 1, received {args.batch_size}")
     plan_outputs(args.inputs, args.output)  # fail on bad paths before loading the model
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
-    written = translate_paths(  # no scaling option: {} detects the SAR's scaling from its values
-        model, args.inputs, args.output, steps=preprocessing_steps(args), sar_options=sar_options(args) or {},
+    written = translate_paths(
+        model, args.inputs, args.output, steps=preprocessing_steps(args), sar_options=sar_options(args),
         overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")

@@ -224,7 +224,7 @@ def _image_to_unit(values, percentiles):
     if values.dtype.kind in "ui":
         scaled = values.astype(np.float32)
         scaled *= np.float32(1.0 / np.iinfo(values.dtype).max)
-        return scaled
+        return np.maximum(scaled, 0.0, out=scaled)  # signed integers: negatives count as black
     values = values.astype(np.float32)
     if values.min() >= 0.0 and values.max() <= 1.0:
         return values

@@ -24,6 +24,7 @@ from keras_sar2opt.data.io import linear_to_db
 from keras_sar2opt.data.layouts import sar2optical_pair
 from keras_sar2opt.data.splits import split_pairs
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports.files import write_text
 
 WATER, VEGETATION, FIELDS, BARE_SOIL, ROADS, BUILDINGS = range(6)
 CLASS_NAMES = ("water", "vegetation", "fields", "bare_soil", "roads", "buildings")
@@ -342,8 +343,8 @@ def write_synthetic(out, preset, pairs, layout, size=256, seed=0, progress=True)
         base = out / "v_2"
         split = split_pairs([sar2optical_pair(base, p.relative_to("v_2"), out) for p in sar_paths], seed=seed)
         data = {name: [p.sar.relative_to(base).as_posix() for p in part] for name, part in split.items()}
-        (out / "split.json").write_text(json.dumps({"data": data}, indent=2) + "\n")
+        write_text(out / "split.json", json.dumps({"data": data}, indent=2) + "\n")
     info = {"synthetic": True, "note": "Simulated scenes (keras_sar2opt synthetic benchmark), not real satellite data.",
             "layout": layout, "pairs": pairs, "size": size, "seed": seed, "preset": asdict(preset)}
-    (out / "synthetic.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text(out / "synthetic.json", json.dumps(info, indent=2) + "\n")
     return out

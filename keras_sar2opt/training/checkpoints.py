@@ -32,11 +32,12 @@ COPIES = 4
 
 
 class Checkpoint(NamedTuple):
-    """A verified checkpoint file and the number of epochs it holds."""
+    """A verified checkpoint file, the number of epochs it holds and the SHA-256 of its bytes."""
 
     path: Path
     epoch: int
     seed_states: list
+    digest: str
 
 
 def file_digest(path):
@@ -159,32 +160,33 @@ class CheckpointStore:
         path = self._path(name)
         if not path.exists():
             return "missing"
-        entry = self.entries.get(file_digest(path))
+        digest = file_digest(path)
+        entry = self.entries.get(digest)
         if entry is None:
             return f"its {path.stat().st_size} bytes match no entry of {MANIFEST}: truncated or corrupt"
-        return Checkpoint(path, entry["epoch"], entry["seed_states"])
+        return Checkpoint(path, entry["epoch"], entry["seed_states"], digest)
 
     def latest(self):
         """The first checkpoint that verifies among last, previous and best, or None when there is none.
 
         A file that fails verification is named in a warning and moved to `<name>.corrupt`, so it
         is never loaded and the next save does not rotate it into last.prev.keras. Temporary files
-        of a save cut short are removed.
+        of a save cut short are removed, and the manifest is rewritten to name the files as they
+        are on disk (a save cut short between its renames leaves it naming the previous ones).
         """
         for stray in self.directory.glob(".*.tmp*"):  # a save cut short by a killed process
             stray.unlink()
-        chosen, bad = None, []
+        verified, bad = {}, []
         for name in (LAST, PREVIOUS, BEST):
             found = self.verify(name)
             if isinstance(found, Checkpoint):
-                chosen = found
-                break
-            if found != "missing":
+                verified[name] = found
+            elif found != "missing":
                 bad.append((name, found))
                 os.replace(self._path(name), self._path(name + ".corrupt"))
-        for name in (LAST, PREVIOUS, BEST):
-            if not self._path(name).exists():
-                self.files.pop(name, None)
+        self.files = {name: found.digest for name, found in verified.items()}
+        self._write_manifest()
+        chosen = next(iter(verified.values()), None)
         instead = f"resuming from {chosen.path} (epoch {chosen.epoch})" if chosen else "no good checkpoint left"
         for name, reason in bad:
             logger.warning(f"Refusing checkpoint {self._path(name)}: {reason}; moved to {name}.corrupt; {instead}")

@@ -193,8 +193,11 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC
     synthetic = {"preset": preset, "pairs": pairs, "size": image_size, "seed": seed}
     root = out / "data" / "{preset}-{size}px-{pairs}pairs-seed{seed}".format(**synthetic)
     info = root / "synthetic.json"
-    written = json.loads(info.read_text()) if info.is_file() else {}
-    if any(written.get(key) != synthetic[key] for key in ("pairs", "size", "seed")):
+    try:
+        written = json.loads(info.read_text())
+    except (OSError, ValueError):  # none yet, or cut short
+        written = {}
+    if not isinstance(written, dict) or any(written.get(key) != synthetic[key] for key in ("pairs", "size", "seed")):
         shutil.rmtree(root, ignore_errors=True)  # an interrupted write: start this folder again
         write_synthetic(root, preset, pairs, layout=get_preset(preset).layout, size=image_size, seed=seed)
     return find_pairs(root, on_bad=on_bad), synthetic
