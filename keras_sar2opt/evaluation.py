@@ -34,16 +34,19 @@ METRICS = {
 SAMPLE_ROWS = 4
 FID_SKIPPED = "FID skipped: no InceptionV3 weights file given (pass --inception-weights to compute it)."
 PER_IMAGE, SUMMARY_JSON, SUMMARY_MD, SAMPLES = "per_image.csv", "summary.json", "summary.md", "samples.png"
+SKIPPED = "skipped.csv"
 
 
 def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error"):
     """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, and its PairSet.
 
-    The split comes from `split_file` (a run's split.json or a SAR2Optical split.json), else the
+    The split comes from `split_file` (a run's split.json or a SAR2Optical split.json, its pairs
+    matched by name), else the
     dataset's own split.json, else the seeded 80/10/10 split of `split_pairs` (as a training run
     with the same seed makes it). `limit` keeps the first N pairs of the split.
     """
-    from keras_sar2opt.data import find_pairs, load_split, split_pairs
+    from keras_sar2opt.data import find_pairs, split_pairs
+    from keras_sar2opt.data.splits import split_of
 
     if split not in SPLITS:
         raise Sar2OptError(f"Expected --split among {', '.join(SPLITS)}, received {split!r}")
@@ -56,8 +59,7 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
         pairs = list(pair_set.pairs)
     else:
         if split_file is not None:
-            parts = load_split(split_file)
-            _check_among(parts, pair_set, data, split_file)
+            parts = split_of(split_file, pair_set)
         else:
             parts = pair_set.split or split_pairs(pair_set.pairs, seed=seed)
         pairs = list(parts.get(split, []))
@@ -65,13 +67,6 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
             source = split_file or "the seeded 80/10/10 split"
             raise Sar2OptError(f"Expected pairs in the {split!r} split of {source} for {data}, received none")
     return pairs[:limit], pair_set
-
-
-def _check_among(parts, pair_set, data, split_file):
-    known = {Path(pair.sar).resolve() for pair in pair_set.pairs}
-    for pair in (pair for pairs in parts.values() for pair in pairs):
-        if Path(pair.sar).resolve() not in known:
-            raise Sar2OptError(f"Expected the pairs of {split_file} among those of --data {data}, received {pair.sar}")
 
 
 def training_run_of(split_file):
@@ -204,9 +199,10 @@ def summary_markdown(summary):
         "",
         f"- Dataset: {summary['dataset']['label']}",
         f"- Split: {summary['split']} ({summary['pairs']} pairs)"
-        + (f", from `{summary['split_file']}`" if summary["split_file"] else ""),
+        + (f", from `{summary['split_file']}`" if summary["split_file"] else "")
+        + (f"; {summary['skipped']} bad pairs skipped (`{SKIPPED}`)" if summary.get("skipped") else ""),
         f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",
-        f"- Image size: {summary['image_size']} px",
+        f"- Image size: {summary['image_size']} px (the generator's input; pairs are resized to it)",
     ]
     if summary["role"]:
         lines.append(f"- Figure role: {summary['role']} ({EVALUATION_FIGURES[summary['role']][0]})")
@@ -279,6 +275,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         "dataset": {**describe_dataset(data), "layout": pair_set.layout},
         "split": split,
         "split_file": os.fspath(Path(split_file).resolve()) if split_file else None,
+        "skipped": len(pair_set.skipped),
         "seed": seed,
         "limit": limit,
         "pairs": len(pairs),
@@ -291,6 +288,12 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         "fid_note": None if fid is not None else FID_SKIPPED,
         "files": {"per_image": PER_IMAGE, "samples": SAMPLES, "markdown": SUMMARY_MD},
     }
+    if pair_set.skipped:
+        from keras_sar2opt.data import save_skipped
+
+        summary["files"]["skipped"] = SKIPPED
+        listed = save_skipped(pair_set, Path(out) / SKIPPED)
+        logger.warning(f"Skipped {len(pair_set.skipped)} bad pairs of {data}, listed in {listed}")
     write_evaluation(out, frame, samples, summary)
     return summary
 

@@ -7,6 +7,7 @@ no seams appear. Scenes are processed one row-strip of tiles at a time, read and
 """
 
 import contextlib
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -28,9 +29,13 @@ from keras_sar2opt.data.layouts import dataset_sar_files
 from keras_sar2opt.data.preprocess import apply_preprocessing
 from keras_sar2opt.errors import Sar2OptError
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
+WRITABLE = (".png",) + TIFF_EXTENSIONS  # translations are written as 8-bit PNG or GeoTIFF
 # Preprocessing steps a windowed scene can apply strip by strip: pointwise, or local within
-# `window` (each strip is read with a halo of window // 2 rows, so results equal whole-image ones).
+# `window` (each strip is read with a halo of the windows' window // 2 rows summed, so results equal
+# whole-image ones).
 POINTWISE_STEPS = ("gamma",)
 LOCAL_STEPS = ("median", "lee", "enhanced_lee", "frost")
 DEFAULT_WINDOW = 7
@@ -43,9 +48,16 @@ GRID_GAP = 8
 
 
 def load_generator(path, *, upsample_mode="nearest"):
-    """A generator from a `.keras` file (a generator, or a run's checkpoint holding one), or converted
-    on the fly from a SAR2Optical `.pth`/`.safetensors`."""
+    """A generator from a `.keras` file (a generator, or a run's checkpoint holding one) or a run
+    folder (its generator.keras), or converted on the fly from a SAR2Optical `.pth`/`.safetensors`."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "generator.keras").is_file():
+            raise Sar2OptError(
+                f"Expected a model file (.keras, .pth, .safetensors) or a run folder holding generator.keras, "
+                f"received the folder {path}"
+            )
+        path = path / "generator.keras"
     if not path.is_file():
         raise Sar2OptError(f"Expected a model file (.keras, .pth, .safetensors), received {path}, which does not exist")
     suffix = path.suffix.lower()
@@ -440,6 +452,8 @@ def translate_file(
         if dst.suffix.lower() in TIFF_EXTENSIONS:
             sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference)
         else:
+            if georeference is not None and georeference["crs"] is not None:
+                logger.warning(f"Writing {dst} as PNG drops {src.name}'s georeferencing; write a .tif to keep it")
             sink = _PNGSink(dst, source.height, source.width, out_channels)
         stack.enter_context(sink)
         if getattr(source, "masked", False):
@@ -457,17 +471,22 @@ def translate_file(
 def plan_outputs(inputs, out):
     """Pair each input image (files, or folders searched recursively) with its output path.
 
-    One input file and an `out` ending in .png/.tif/.tiff: that file. Otherwise `out` is a folder;
-    outputs keep the inputs' relative paths (folders) or names (files), as .tif for TIFF inputs
-    and .png for the rest. A folder holding a dataset layout (`find_pairs`) gives its SAR images
-    only. No output may overwrite an input.
+    One input file and an `out` ending in .png/.tif/.tiff: that file (another image suffix is
+    refused). Otherwise `out` is a folder; outputs keep the inputs' relative paths (folders) or
+    names (files), as .tif for TIFF inputs and .png for the rest. A folder holding a dataset layout
+    (`find_pairs`) gives its SAR images only, and `out` inside an input folder is not searched (a
+    second run finds only the inputs). No output may overwrite an input.
     """
     out = Path(out)
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    if single_file and out.suffix.lower() in IMAGE_EXTENSIONS and out.suffix.lower() not in WRITABLE:
+        raise Sar2OptError(f"Expected -o to end in {', '.join(WRITABLE)} (or to be a folder), received {out}")
     sources = []
     for item in map(Path, inputs):
         if item.is_dir():
             found = dataset_sar_files(item) or sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p for p in item.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.resolve().is_relative_to(out.resolve())
             )
             if not found:
                 raise Sar2OptError(f"Expected images ({', '.join(IMAGE_EXTENSIONS)}) in folder {item}, received none")
@@ -476,8 +495,7 @@ def plan_outputs(inputs, out):
             sources.append((item, Path(item.name)))
         else:
             raise Sar2OptError(f"Expected an image file or folder, received {item}, which does not exist")
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-    if single_file and out.suffix.lower() in (".png",) + TIFF_EXTENSIONS:
+    if single_file and out.suffix.lower() in WRITABLE:
         plan = [(sources[0][0], out)]
     else:
         plan, seen = [], {}

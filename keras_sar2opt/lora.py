@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports.files import atomic_path
 
 # Table 7's targets: the eight encoder convolutions of the Pix2Pix generator.
 PIX2PIX_ENCODER_TARGETS = tuple(f"enc{k}_conv" for k in range(1, 9))
@@ -346,12 +347,12 @@ def save_adapters(model, path):
     path = Path(path)
     if path.suffix != ADAPTER_SUFFIX:
         raise Sar2OptError(f"Expected an adapter file name ending in {ADAPTER_SUFFIX}, received {path}")
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     config, variables = _adapter_state(model)
     tensors = {key: np.ascontiguousarray(keras.ops.convert_to_numpy(v)) for key, v in variables.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps({**config, "model": model.name})})
+    with atomic_path(path) as temporary:  # as an ordinary file: safetensors' save_file makes it owner-only
+        temporary.write_bytes(save(tensors, metadata={METADATA_KEY: json.dumps({**config, "model": model.name})}))
     return path
 
 

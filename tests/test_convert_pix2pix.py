@@ -167,6 +167,11 @@ def test_convert_command_writes_working_keras_files(generator_checkpoint, tmp_pa
     got = np.asarray(gen(sar, training=False))
     assert np.abs(got - _torch_output(gen_module, sar)).max() <= TOLERANCE
 
+    # A bad discriminator path fails before the generator is written.
+    lone = tmp_path / "lone" / "g.keras"
+    assert main(["convert", str(gen_path), "--discriminator", str(tmp_path / "absent.pth"), "-o", str(lone)]) == 1
+    assert "absent.pth" in capsys.readouterr().err and not lone.parent.exists()
+
 
 def test_convert_command_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "g.keras")]) == 1

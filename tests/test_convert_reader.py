@@ -118,7 +118,7 @@ def test_accepts_wrapped_state_dict_and_rejects_ambiguity(tmp_path):
 
     both = tmp_path / "both.pth"
     torch.save({"gen": module.state_dict(), "disc": module.state_dict()}, both)
-    with pytest.raises(Sar2OptError, match=r"several.*'gen', 'disc'"):
+    with pytest.raises(Sar2OptError, match=r"several.*'gen', 'disc'.*choose one with `sar2opt convert --key KEY`"):
         read_state_dict(both)
     assert sorted(read_state_dict(both, key="disc")) == ["bias", "weight"]
     with pytest.raises(Sar2OptError, match="under key 'nope'"):

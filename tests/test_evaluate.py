@@ -1,8 +1,10 @@
 """`sar2opt evaluate`: per-image metrics on a dataset split, summaries equal to the CSV, preprocessing, splits."""
 
 import json
-import os
 import logging
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +110,11 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
     frame = pd.read_csv(tmp_path / "val" / "per_image.csv", dtype={"name": str})
     assert list(frame["name"]) == [pair.name for pair in split["val"]]
     assert summary["pairs"] == len(split["val"])
+    moved = shutil.copytree(data, tmp_path / "moved")  # a split holds for its data moved elsewhere
+    summary = evaluate(model, moved, tmp_path / "moved-val", split="val", split_file=tmp_path / "split.json",
+                       progress=False)
+    assert pd.read_csv(tmp_path / "moved-val" / "per_image.csv", dtype={"name": str})["name"].tolist() == \
+        [pair.name for pair in split["val"]]
     listing = tmp_path / "lists" / "pairs.csv"  # the same pairs listed in a CSV file, paths from its folder
     listing.parent.mkdir()
     listing.write_text("sar,optical\n" + "".join(f"{os.path.relpath(p.sar, listing.parent)},"
@@ -121,14 +128,31 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
     assert read_image(tmp_path / "all" / "samples.png").shape[0] == 2 * SIZE + GAP
 
 
+def test_skipped_pairs_are_listed_and_left_out_of_the_split(data, model_path, tmp_path, capsys):
+    split = split_pairs(find_pairs(data).pairs, seed=0)
+    save_split(split, tmp_path / "split.json")
+    damaged = shutil.copytree(data, tmp_path / "damaged")
+    bad = split["test"][0]
+    (damaged / Path(bad.optical).relative_to(data)).write_bytes(b"not a png")
+    argv = ["evaluate", "--model", str(model_path), "--data", str(damaged), "--split-file", str(tmp_path / "split.json")]
+    assert main([*argv, "-o", str(tmp_path / "strict")]) == 1
+    assert main([*argv, "-o", str(tmp_path / "out"), "--on-bad", "skip"]) == 0
+    assert "test split, 1 bad pairs skipped" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped"] == 1 and summary["pairs"] == len(split["test"]) - 1
+    assert pd.read_csv(tmp_path / "out" / "skipped.csv", dtype={"name": str})["name"].tolist() == [bad.name]
+    assert bad.name not in pd.read_csv(tmp_path / "out" / "per_image.csv", dtype={"name": str})["name"].tolist()
+    assert "1 bad pairs skipped (`skipped.csv`)" in (tmp_path / "out" / "summary.md").read_text()
+
+
 def test_evaluate_errors(data, model_path, tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "none.keras"), "--data", str(data), "-o", str(tmp_path / "o")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(model_path), "--data", str(tmp_path / "nodata"), "-o", str(tmp_path / "o")]) == 1
     assert "--data" in capsys.readouterr().err
-    other = write_synthetic(tmp_path / "other", "qxslab", 10, "qxslab", size=64, seed=3, progress=False)
-    save_split(split_pairs(find_pairs(other).pairs), tmp_path / "other_split.json")
-    with pytest.raises(Sar2OptError, match="among those of --data"):
+    other = write_synthetic(tmp_path / "other", "qxslab", 40, "qxslab", size=64, seed=3, progress=False)
+    save_split(split_pairs(find_pairs(other).pairs), tmp_path / "other_split.json")  # names 1..40; data: 1..30
+    with pytest.raises(Sar2OptError, match="among those of .*, which it lacks"):
         evaluate(tiny_generator(), data, tmp_path / "o", split_file=tmp_path / "other_split.json", progress=False)
     with pytest.raises(Sar2OptError, match="--limit"):
         evaluate(tiny_generator(), data, tmp_path / "o", limit=0, progress=False)

@@ -137,6 +137,7 @@ def test_adapters_alone_round_trip_onto_a_fresh_base(tmp_path):
     path = lora.save_adapters(adapted, tmp_path / "adapters.safetensors")
     base.save_weights(tmp_path / "base.weights.h5")
     assert path.stat().st_size * 2 < (tmp_path / "base.weights.h5").stat().st_size
+    assert path.stat().st_mode & 0o777 == (tmp_path / "base.weights.h5").stat().st_mode & 0o777  # readable alike
 
     fresh = tiny_model()
     fresh.load_weights(tmp_path / "base.weights.h5")

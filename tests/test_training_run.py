@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from keras_sar2opt.cli import main
+from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.inference import load_generator
 from keras_sar2opt.reports.grids import sample_grid
 from keras_sar2opt.reports.plots import plot_run_curves, read_history
 from keras_sar2opt.training import METRICS, AdversarialModel
@@ -75,6 +77,10 @@ def test_history_checkpoints_and_images_are_usable(run_folder):
     generator = keras.saving.load_model(run_folder / "generator.keras")
     generated = generator.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), verbose=0)
     assert generated.shape == (1, SIZE, SIZE, 3) and np.abs(generated).max() <= 1.0
+    by_folder = load_generator(run_folder)  # --model RUN: the run's generator.keras
+    np.testing.assert_array_equal(by_folder.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), verbose=0), generated)
+    with pytest.raises(Sar2OptError, match="or a run folder holding generator.keras, received the folder"):
+        load_generator(run_folder / "samples")
     grid = np.asarray(Image.open(run_folder / "samples" / "epoch_001.png"))
     assert grid.shape == (2 * SIZE + 2, 3 * SIZE + 4, 3)  # the 2 validation pairs, SAR | generated | target
 

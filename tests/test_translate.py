@@ -154,7 +154,7 @@ def test_chained_windowed_filters_read_the_context_they_all_need(tmp_path):
     assert np.abs(from_strips - whole).max() <= 1
 
 
-def test_translate_without_sar_options_scales_float_sar_as_training_does(tmp_path):
+def test_translate_without_sar_options_scales_float_sar_as_training_does(tmp_path, caplog):
     """Linear float SAR goes to dB then a 1-99 percentile stretch, as in `load_pair`, in both file kinds."""
     intensity = np.random.default_rng(3).gamma(1.0, 0.05, (64, 96)).astype(np.float32)
     _write_geotiff(tmp_path / "sigma0.tif", intensity)
@@ -164,6 +164,10 @@ def test_translate_without_sar_options_scales_float_sar_as_training_does(tmp_pat
     for name in ("out.tif", "out.png"):
         written = translate_file(identity, tmp_path / "sigma0.tif", tmp_path / name, overlap=8, progress=False)
         assert np.abs(read_image(written)[..., 0].astype(int) - expected).max() <= 1, name
+    # Only the PNG loses the scene's CRS, and says so.
+    assert [r.message for r in caplog.records if "georeferencing" in r.message] == [
+        f"Writing {tmp_path / 'out.png'} as PNG drops sigma0.tif's georeferencing; write a .tif to keep it"
+    ]
 
 
 def test_translate_command_on_a_folder_of_50_images(tmp_path, capsys):
@@ -251,6 +255,18 @@ def test_a_dataset_folder_gives_its_sar_images_and_no_output_overwrites_an_input
         plan_outputs([scene], tmp_path)
     with pytest.raises(Sar2OptError, match="Expected an output that is not an input"):
         plan_outputs([scene], scene)
+    with pytest.raises(Sar2OptError, match=r"Expected -o to end in \.png, \.tif, \.tiff \(or to be a folder\)"):
+        plan_outputs([scene], tmp_path / "scene.jpg")
+
+
+def test_translating_a_folder_twice_into_a_folder_inside_it_finds_the_same_inputs(tmp_path):
+    folder = tmp_path / "tiles"
+    for i in range(3):
+        write_png(folder / f"{i}.png", _scene(40, 40, seed=i) / 255.0)
+    first = plan_outputs([folder], folder / "out")
+    for _, dst in first:
+        write_png(dst, _scene(40, 40) / 255.0)
+    assert plan_outputs([folder], folder / "out") == first
 
 
 def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):

@@ -68,10 +68,13 @@ def run(args):
     jobs = [("generator", args.generator, args.key, output, convert_generator, {"upsample_mode": args.upsample_mode})]
     if args.disc:
         jobs.append(("discriminator", args.disc, args.disc_key, disc_output, convert_discriminator, {}))
-    for role, source, key, destination, convert, options in jobs:
-        model, config, report = convert(
+    converted = [  # every checkpoint read and mapped before anything is written
+        (role, source, destination, *convert(
             read_state_dict(source, key=key), image_size=args.image_size, strict=args.strict, source=source, **options
-        )
+        ))
+        for role, source, key, destination, convert, options in jobs
+    ]
+    for role, source, destination, model, config, report in converted:
         destination.parent.mkdir(parents=True, exist_ok=True)
         model.save(destination)
         print(_describe(role, source, destination, model, config, report))

@@ -357,7 +357,8 @@ def read_state_dict(path, key=None):
             return dict(obj[found[0]])
         if len(found) > 1:
             raise Sar2OptError(
-                f"Expected one state_dict in {path}, received several under keys {found}; choose one with a key"
+                f"Expected one state_dict in {path}, received several under keys {found}; choose one with "
+                f"`sar2opt convert --key KEY` (or --disc-key) and use the .keras file it writes"
             )
         keys = [k for k in obj if isinstance(k, str)][:10]
         raise Sar2OptError(

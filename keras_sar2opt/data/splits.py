@@ -76,25 +76,46 @@ def save_split(split, path):
     return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
+def _read_split(path):
+    """{split: [Pair]} as a split file written by `save_split` or a SAR2Optical `split.json` lists them."""
+    path = Path(path)
+    data = read_json(path, "JSON split file")
+    if isinstance(data, dict) and "data" in data:
+        return read_sar2optical_split(path)
+    if isinstance(data, dict) and data.get("format") == SPLIT_FORMAT:
+        return {
+            name: [Pair(e["name"], Path(e["sar"]), Path(e["optical"])) for e in data[name]]
+            for name in SPLIT_NAMES if name in data
+        }
+    raise Sar2OptError(f"Expected a split file from save_split or a SAR2Optical split.json, received {path}")
+
+
 def load_split(path):
     """Read a split file written by `save_split` or a SAR2Optical `split.json` as {split: [Pair]}.
 
     Every listed file must exist, so a stale split fails here, naming the file, not mid-epoch.
     """
-    path = Path(path)
-    data = read_json(path, "JSON split file")
-    if isinstance(data, dict) and "data" in data:
-        split = read_sar2optical_split(path)
-    elif isinstance(data, dict) and data.get("format") == SPLIT_FORMAT:
-        split = {
-            name: [Pair(e["name"], Path(e["sar"]), Path(e["optical"])) for e in data[name]]
-            for name in SPLIT_NAMES if name in data
-        }
-    else:
-        raise Sar2OptError(f"Expected a split file from save_split or a SAR2Optical split.json, received {path}")
+    split = _read_split(path)
     for pairs in split.values():
         for pair in pairs:
             for file in (pair.sar, pair.optical):
                 if not file.is_file():
                     raise Sar2OptError(f"Expected {file} listed in {path} to exist, received a missing file")
+    return split
+
+
+def split_of(path, pair_set):
+    """The split file `path` applied to the pairs of `pair_set`, matched by name, so a split still
+    holds for its dataset moved or copied elsewhere. Pairs the data scan skipped are left out."""
+    by_name = {pair.name: pair for pair in pair_set.pairs}
+    skipped = {entry.name for entry in pair_set.skipped}
+    split = {}
+    for name, pairs in _read_split(path).items():
+        pairs = [pair for pair in pairs if pair.name not in skipped]
+        missing = next((pair.name for pair in pairs if pair.name not in by_name), None)
+        if missing is not None:
+            raise Sar2OptError(
+                f"Expected the pairs of {path} among those of {pair_set.root}, received {missing!r}, which it lacks"
+            )
+        split[name] = [by_name[pair.name] for pair in pairs]
     return split
