@@ -34,6 +34,22 @@ def test_split_depends_on_seed_not_on_input_order():
     assert split_pairs(pairs, seed=3)["val"] != split_pairs(pairs, seed=4)["val"]
 
 
+def _sides(split):
+    return {pair.name: side for side, part in split.items() for pair in part}
+
+
+def test_removing_or_adding_pairs_leaves_the_others_on_their_sides():
+    """A pair skipped as bad, or new files added, must not reshuffle the split (test pairs into training)."""
+    pairs = fake_pairs(1000)
+    before = _sides(split_pairs(pairs, seed=0))
+    # At most one pair per changed pair and per cut moves (an independent reshuffle moves about 340).
+    for changed, limit in ((pairs[:417] + pairs[418:], 1 + 2), (pairs + fake_pairs(1010)[1000:], 10 + 2)):
+        after = _sides(split_pairs(changed, seed=0))
+        moved = [name for name in before.keys() & after.keys() if before[name] != after[name]]
+        assert len(moved) <= limit, moved
+        assert sorted(after) == sorted(pair.name for pair in changed)
+
+
 def scene_pairs(scenes, patches):
     """SEN1-2-style names: ROIs1970_fall_s1_<scene>_p<patch>."""
     return [Pair(f"ROIs1970_fall_s1_{scene}_p{patch}", Path(f"sar/{scene}_{patch}.png"),

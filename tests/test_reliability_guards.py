@@ -162,6 +162,29 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
     assert json.loads((out / "config.json").read_text())["run"]["split_group"] == r"(\d)$"
 
 
+def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one(tmp_path, cli_error):
+    from keras_sar2opt.cli import main
+
+    grown = write_synthetic(tmp_path / "grown", "qxslab", 14, "qxslab", size=32, progress=False)
+    data = write_synthetic(tmp_path / "data", "qxslab", 12, "qxslab", size=32, progress=False)
+    out = tmp_path / "run"
+    argv = [*TRAIN[:5], "--data", str(data), *TRAIN[7:], "--out", str(out)]  # TRAIN without --pairs
+    assert main([*argv, "--epochs", "1"]) == 0
+    split = (out / "split.json").read_text()
+    for pair in find_pairs(grown).pairs[12:]:  # pairs 13 and 14 arrive after the first epoch
+        for file in (pair.sar, pair.optical):
+            (data / file.relative_to(grown)).write_bytes(file.read_bytes())
+    assert len(find_pairs(data).pairs) == 14
+    assert main([*argv, "--epochs", "2"]) == 0
+    assert (out / "split.json").read_text() == split and len(pd.read_csv(out / "history.csv")) == 2
+
+    test_pair = next(pair for pair in find_pairs(data).pairs if pair.name == json.loads(split)["test"][0]["name"])
+    test_pair.sar.unlink(), test_pair.optical.unlink()
+    line = cli_error([*argv, "--epochs", "3"])
+    assert line.endswith(f"received '{test_pair.name}', which it lacks; pass the data of the run to resume, or "
+                         "another --output for a new run")
+
+
 def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
     out = _recorded_run(tmp_path / "run")
     (out / "checkpoints" / "manifest.json").write_text('{"format": ')

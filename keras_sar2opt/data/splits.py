@@ -1,11 +1,10 @@
 """Seeded train/val/test splits (80/10/10, report Table 6) and the split file a run writes."""
 
+import hashlib
 import json
 import math
 import re
 from pathlib import Path
-
-import numpy as np
 
 from keras_sar2opt.data.layouts import SPLIT_NAMES, Pair, natural_key, read_sar2optical_split
 from keras_sar2opt.errors import Sar2OptError
@@ -14,23 +13,30 @@ from keras_sar2opt.reports.files import read_json, write_text
 SPLIT_FORMAT = "keras_sar2opt.split/1"
 
 
-def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
-    """Shuffle `pairs` with `seed` and cut them into {"train", "val", "test"}.
+def _seeded_rank(name, seed):
+    """A pair's (or area's) place in the seeded random order: a keyed hash of its name alone."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8, key=str(seed).encode("utf-8")).digest()
+    return int.from_bytes(digest, "big"), natural_key(name)
 
-    The result depends only on the pairs' names and the seed, not on the order they come in.
-    Val and test get floor(n * fraction) pairs each; train gets the rest (20,000 -> 16,000 /
-    2,000 / 2,000 as in Table 6). group: a regular expression whose first group (or whole match)
-    in a pair's name names its scene or area; whole groups are then shuffled and dealt to val and
-    test until each holds its share, the rest to train, so that no area is on two sides.
+
+def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
+    """Order `pairs` randomly with `seed` and cut them into {"train", "val", "test"}.
+
+    Each pair's place in the order depends only on its name and the seed (a keyed hash), so the
+    split does not depend on the order pairs come in, and adding or removing pairs moves none of
+    the others to another side beyond the few at the cuts. Val and test get floor(n * fraction)
+    pairs each; train gets the rest (20,000 -> 16,000 / 2,000 / 2,000 as in Table 6). group: a
+    regular expression whose first group (or whole match) in a pair's name names its scene or
+    area; whole areas are then taken in their seeded order and dealt to val and test until each
+    holds its share, the rest to train, so that no area is on two sides.
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise Sar2OptError(f"Expected three non-negative split fractions summing to 1, received {fractions}")
-    ordered = sorted(pairs, key=lambda pair: natural_key(pair.name))
-    n_val, n_test = (math.floor(len(ordered) * f + 1e-9) for f in fractions[1:])
+    n_val, n_test = (math.floor(len(pairs) * f + 1e-9) for f in fractions[1:])
     if group is None:
-        shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
-        n_train = len(ordered) - n_val - n_test
+        shuffled = sorted(pairs, key=lambda pair: _seeded_rank(pair.name, seed))
+        n_train = len(shuffled) - n_val - n_test
         return {
             "train": shuffled[:n_train],
             "val": shuffled[n_train:n_train + n_val],
@@ -38,14 +44,12 @@ def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
         }
     pattern = check_split_group(group)
     groups = {}
-    for pair in ordered:
+    for pair in sorted(pairs, key=lambda pair: natural_key(pair.name)):
         groups.setdefault(group_key(pair.name, pattern), []).append(pair)
-    keys = sorted(groups, key=natural_key)
     split = {"train": [], "val": [], "test": []}
-    for i in np.random.default_rng(seed).permutation(len(keys)):
-        members = groups[keys[i]]
+    for key in sorted(groups, key=lambda key: _seeded_rank(key, seed)):
         name = "val" if len(split["val"]) < n_val else "test" if len(split["test"]) < n_test else "train"
-        split[name] += members
+        split[name] += groups[key]
     return {name: sorted(members, key=lambda pair: natural_key(pair.name)) for name, members in split.items()}
 
 

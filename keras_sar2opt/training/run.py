@@ -357,13 +357,13 @@ def enable_determinism():
 
 # Run options a resumed run must share with the recorded one, with the value a run recorded before
 # the option existed.
-RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None}
+RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None, "split_group": None}
 
 
 def check_same_run(out, config, options, extra_settings=None):
     """Raise Sar2OptError unless `out`'s config.json records the same experiment settings (the number
     of epochs may grow), the same `options` of RESUME_BINDING (steps per epoch, precision, SAR
-    scaling) and the same extra settings (a fine-tuning run's starting networks), so that a resumed
+    scaling, split by area) and the same extra settings (a fine-tuning run's starting networks), so that a resumed
     run continues the same run."""
     path = out / "config.json"
     if not path.is_file():
@@ -391,21 +391,15 @@ def check_same_run(out, config, options, extra_settings=None):
         )
 
 
-def check_same_split(path, split):
-    """Raise Sar2OptError unless the run's split.json lists the same pairs as `split` (same data)."""
-    if not path.is_file():
-        return
-    recorded = files.read_json(path, "split.json of the run to resume")
-    for name, pairs in split.items():
-        try:
-            before = [entry["name"] for entry in recorded.get(name, [])]
-        except (TypeError, KeyError, AttributeError):
-            before = None
-        if before != [pair.name for pair in pairs]:
-            raise Sar2OptError(
-                f"Expected the {name} pairs listed in {path} to resume that run, received different data; "
-                "pass the same --data, or another --output for a new run"
-            )
+def recorded_split(path, pair_set):
+    """The split a run recorded in split.json, applied by name to the pairs found now: a resumed run
+    keeps its split whatever was added to its data since."""
+    from keras_sar2opt.data.splits import split_of
+
+    try:
+        return split_of(path, pair_set)
+    except Sar2OptError as error:
+        raise Sar2OptError(f"{error}; pass the data of the run to resume, or another --output for a new run") from None
 
 
 def experiment_from_dict(recorded):
@@ -606,9 +600,10 @@ def train_experiment(
         pair_set, synthetic = prepare_data(
             data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset
         )
-        split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
-        if store.exists:
-            check_same_split(out / "split.json", split)
+        if store.exists and (out / "split.json").is_file():
+            split = recorded_split(out / "split.json", pair_set)
+        else:
+            split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
         out.mkdir(parents=True, exist_ok=True)
         save_split(split, out / "split.json")
