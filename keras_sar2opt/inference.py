@@ -409,13 +409,18 @@ class _MaskedSink:
 
 
 class _Preview:
-    """A decimated copy of the input and output rows as they pass, for the side-by-side grid."""
+    """A decimated copy of the input and output rows as they pass, for the side-by-side grid;
+    `valid_rows(y0, y1)`, when given, blacks out nodata pixels as in the output file."""
 
-    def __init__(self, height, width):
+    def __init__(self, height, width, valid_rows=None):
         self.step = max(1, math.ceil(max(height, width) / GRID_MAX_SIDE))
         self.inputs, self.outputs = [], []
+        self.valid_rows = valid_rows
 
     def add(self, y0, inputs, outputs):
+        if self.valid_rows is not None:
+            valid = self.valid_rows(y0, y0 + inputs.shape[0])[..., None]
+            inputs, outputs = np.where(valid, inputs, 0.0), np.where(valid, outputs, 0.0)
         first = (-y0) % self.step
         self.inputs.append(inputs[first :: self.step, :: self.step])
         self.outputs.append(outputs[first :: self.step, :: self.step])
@@ -456,9 +461,10 @@ def translate_file(
                 logger.warning(f"Writing {dst} as PNG drops {src.name}'s georeferencing; write a .tif to keep it")
             sink = _PNGSink(dst, source.height, source.width, out_channels)
         stack.enter_context(sink)
-        if getattr(source, "masked", False):
+        masked = getattr(source, "masked", False)
+        if masked:
             sink = _MaskedSink(sink, source)
-        preview = _Preview(source.height, source.width) if grid else None
+        preview = _Preview(source.height, source.width, source.valid_rows if masked else None) if grid else None
         translate_strips(
             model, source, sink, overlap=overlap, batch_size=batch_size, preview=preview,
             progress=progress, desc=src.name,

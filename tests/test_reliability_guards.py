@@ -185,6 +185,17 @@ def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one
                          "another --output for a new run")
 
 
+def test_resume_of_a_fine_tuning_run_gives_the_command_that_resumes_it(tmp_path, cli_error):
+    out = tmp_path / "run"
+    out.mkdir()
+    command = ["train_finetune_full.py", "--generator", "g 1.pth", "--data", "qx", "--output", str(out)]
+    settings = {"experiment": get_experiment("finetune-full").to_dict(), "run": {"data": "qx", "command": command}}
+    (out / "config.json").write_text(json.dumps(settings))
+    line = cli_error(["train", "--resume", str(out)])
+    assert line.endswith(f"received the fine-tuning run {out}, which resumes by rerunning its command: "
+                         f"train_finetune_full.py --generator 'g 1.pth' --data qx --output {out}")
+
+
 def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
     out = _recorded_run(tmp_path / "run")
     (out / "checkpoints" / "manifest.json").write_text('{"format": ')

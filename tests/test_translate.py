@@ -231,12 +231,14 @@ def test_scene_nodata_is_masked_and_left_out_of_the_stretch(tmp_path, nodata):
     with rasterio.open(src, "w", driver="GTiff", height=height, width=width, count=1, dtype="float32",
                        crs=CRS, transform=TRANSFORM, nodata=None if np.isnan(nodata) else nodata) as dataset:
         dataset.write(linear, 1)
-    translate_file(_identity_generator(64), src, dst, sar_options={"input": "linear"}, progress=False)
+    translate_file(_identity_generator(64), src, dst, sar_options={"input": "linear"}, grid=True, progress=False)
 
     with rasterio.open(dst) as result:
         values, mask = result.read(1), result.read_masks(1)
     np.testing.assert_array_equal(mask == 0, outside)
     assert (values[outside] == 0).all()
+    grid = read_image(tmp_path / "out_grid.png")  # input | gap | output, nodata black on both sides
+    assert (grid[:, :width][outside] == 0).all() and (grid[:, -width:][outside] == 0).all()
     db = 10.0 * np.log10(linear[~outside])
     low, high = np.percentile(db, [1, 99])
     expected = np.round(np.clip((db - low) / (high - low), 0.0, 1.0) * 255.0)

@@ -21,6 +21,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -439,6 +440,12 @@ def resume_run(run_dir, epochs=None, verbose="auto", experiment=None):
         raise Sar2OptError(f"Expected the settings of a run in {path}, received no {error}") from None
     if experiment is not None and experiment != config.name:
         raise Sar2OptError(f"Expected a run of {experiment!r} to resume, received {path} of {config.name!r}")
+    if config.pretrained:
+        command = run.get("command")
+        raise Sar2OptError(
+            f"Expected a run that --resume continues, received the fine-tuning run {run_dir}, which resumes by "
+            "rerunning its command" + (f": {shlex.join(command)}" if isinstance(command, list) else "")
+        )
     if epochs is not None:
         config = config.with_overrides(epochs=epochs)
     return train_experiment(config, data, run_dir, pairs=pairs, preset=preset, verbose=verbose, **options)
