@@ -87,7 +87,7 @@ def test_run_folder_and_lower_held_out_l1_after_finetuning(name, request):
     assert json.loads((out / "config.json").read_text())["run"]["synthetic"]["preset"] == "qxslab"
 
 
-def test_pretraining_on_sentinel_is_cached_and_meets_a_domain_gap(lora_run, cache, pretrained, capsys):
+def test_pretraining_on_sentinel_is_cached_and_reused(lora_run, cache, pretrained, capsys):
     out, printed = lora_run
     assert f"Pre-training pix2pix on 20 synthetic sentinel pairs into {pretrained.parent}" in printed
     settings = json.loads((pretrained.parent / "config.json").read_text())
@@ -95,9 +95,7 @@ def test_pretraining_on_sentinel_is_cached_and_meets_a_domain_gap(lora_run, cach
     written = pretrained.stat().st_mtime_ns
     assert finetune.pretrain_generator(cache, strategy="none", **PRETRAINING) == pretrained
     assert "Using the cached generator" in capsys.readouterr().out and pretrained.stat().st_mtime_ns == written
-    # The starting generator does worse on the target preset than on its own source's validation pairs.
-    source_l1 = pd.read_csv(pretrained.parent / "history.csv")["val_g_l1"].iloc[-1]
-    assert json.loads((out / "held_out.json").read_text())["l1_before"] > source_l1
+    assert json.loads((out / "config.json").read_text())["finetune"]["pretraining"] == str(pretrained.parent.resolve())
 
 
 def test_lora_run_trains_adapters_and_named_layers_only(lora_run, pretrained):
