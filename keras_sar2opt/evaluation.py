@@ -41,9 +41,9 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
     """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, and its PairSet.
 
     The split comes from `split_file` (a run's split.json or a SAR2Optical split.json, its pairs
-    matched by name), else the
-    dataset's own split.json, else the seeded 80/10/10 split of `split_pairs` (as a training run
-    with the same seed makes it). `limit` keeps the first N pairs of the split.
+    matched by name), else the dataset's own split.json, else the seeded 80/10/10 split of
+    `split_pairs` (as a training run with the same seed makes it). `limit` keeps the first N pairs
+    of the split.
     """
     from keras_sar2opt.data import find_pairs, split_pairs
     from keras_sar2opt.data.splits import split_of
