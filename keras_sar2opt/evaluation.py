@@ -200,7 +200,7 @@ def summary_markdown(summary):
         f"- Dataset: {summary['dataset']['label']}",
         f"- Split: {summary['split']} ({summary['pairs']} pairs)"
         + (f", from `{summary['split_file']}`" if summary["split_file"] else "")
-        + (f"; {summary['skipped']} bad pairs skipped (`{SKIPPED}`)" if summary.get("skipped") else ""),
+        + (f"; {summary['skipped']} bad pairs of the dataset left out (`{SKIPPED}`)" if summary.get("skipped") else ""),
         f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",
         f"- Image size: {summary['image_size']} px (the generator's input; pairs are resized to it)",
     ]

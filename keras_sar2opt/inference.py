@@ -490,9 +490,11 @@ def plan_outputs(inputs, out):
     sources = []
     for item in map(Path, inputs):
         if item.is_dir():
+            inside = out.resolve() != item.resolve() and out.resolve().is_relative_to(item.resolve())
             found = dataset_sar_files(item) or sorted(
                 p for p in item.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.resolve().is_relative_to(out.resolve())
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                and not (inside and p.resolve().is_relative_to(out.resolve()))
             )
             if not found:
                 raise Sar2OptError(f"Expected images ({', '.join(IMAGE_EXTENSIONS)}) in folder {item}, received none")

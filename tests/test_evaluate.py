@@ -137,12 +137,12 @@ def test_skipped_pairs_are_listed_and_left_out_of_the_split(data, model_path, tm
     argv = ["evaluate", "--model", str(model_path), "--data", str(damaged), "--split-file", str(tmp_path / "split.json")]
     assert main([*argv, "-o", str(tmp_path / "strict")]) == 1
     assert main([*argv, "-o", str(tmp_path / "out"), "--on-bad", "skip"]) == 0
-    assert "test split, 1 bad pairs skipped" in capsys.readouterr().out
+    assert "test split; 1 bad pairs of the dataset left out" in capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["skipped"] == 1 and summary["pairs"] == len(split["test"]) - 1
     assert pd.read_csv(tmp_path / "out" / "skipped.csv", dtype={"name": str})["name"].tolist() == [bad.name]
     assert bad.name not in pd.read_csv(tmp_path / "out" / "per_image.csv", dtype={"name": str})["name"].tolist()
-    assert "1 bad pairs skipped (`skipped.csv`)" in (tmp_path / "out" / "summary.md").read_text()
+    assert "1 bad pairs of the dataset left out (`skipped.csv`)" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_evaluate_errors(data, model_path, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import collections
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -159,7 +160,9 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
     assert not (last_digits["train"] & last_digits["val"] or last_digits["train"] & last_digits["test"]
                 or last_digits["val"] & last_digits["test"])
     assert sum(len(split[name]) for name in last_digits) == 12
-    assert json.loads((out / "config.json").read_text())["run"]["split_group"] == r"(\d)$"
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert run["split_group"] == r"(\d)$"
+    assert run["command"] == sys.orig_argv  # the interpreter too: the command runs again as recorded
 
 
 def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one(tmp_path, cli_error):
@@ -206,8 +209,9 @@ def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["--batch-size", "4", "--no-augment"], "Expected only --epochs and --verbose beside --resume (the run's "
-                                                 "config.json holds the rest), received --batch-size, --no-augment"),
+        (["--batch-size", "4", "--no-augment", "-o", "x"], "Expected only --epochs and --verbose beside --resume (the "
+                                                             "run's config.json holds the rest), received --output, "
+                                                             "--batch-size, --no-augment"),
         (["--experiment", "wgan"], "Expected a run of 'wgan' to resume, received {out}/config.json of 'patchgan'"),
     ],
 )

@@ -265,6 +265,7 @@ def test_translating_a_folder_twice_into_a_folder_inside_it_finds_the_same_input
     folder = tmp_path / "tiles"
     for i in range(3):
         write_png(folder / f"{i}.png", _scene(40, 40, seed=i) / 255.0)
+    assert [dst for _, dst in plan_outputs([folder], tmp_path)] == [tmp_path / f"{i}.png" for i in range(3)]
     first = plan_outputs([folder], folder / "out")
     for _, dst in first:
         write_png(dst, _scene(40, 40) / 255.0)

@@ -65,6 +65,6 @@ def run(args):
     values = ", ".join(
         f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items()
     )
-    skipped = f", {summary['skipped']} bad pairs skipped" if summary["skipped"] else ""
+    skipped = f"; {summary['skipped']} bad pairs of the dataset left out" if summary["skipped"] else ""
     print(f"evaluated {summary['pairs']} pairs ({args.split} split{skipped}) into {args.output}: {values}")
     return 0

@@ -167,7 +167,8 @@ def _resume(args):
 
     given = [name for name, value in vars(args).items() if name not in RESUME_OPTIONS and value is not None]
     if given:
-        flags = ", ".join("--no-augment" if name == "augment" else "--" + name.replace("_", "-") for name in given)
+        spelled = {"augment": "--no-augment", "out": "--output"}
+        flags = ", ".join(spelled.get(name, "--" + name.replace("_", "-")) for name in given)
         raise Sar2OptError(
             f"Expected only --epochs and --verbose beside --resume (the run's config.json holds the rest), "
             f"received {flags}"

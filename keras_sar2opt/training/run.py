@@ -302,7 +302,7 @@ def run_settings(config, pair_set, split, synthetic, distribution, out, **option
             "monitor": MONITOR,
             **options,
             "out": os.fspath(out.resolve()),
-            "command": sys.argv,
+            "command": sys.orig_argv,  # with the interpreter, so it can be run again as it stands
         },
         "seed": config.seed,
         "split": {name: [pair.name for pair in pairs] for name, pairs in split.items()},
