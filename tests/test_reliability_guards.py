@@ -2,6 +2,7 @@
 
 import collections
 import json
+import logging
 import sys
 
 import numpy as np
@@ -165,7 +166,7 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
     assert run["command"] == sys.orig_argv  # the interpreter too: the command runs again as recorded
 
 
-def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one(tmp_path, cli_error):
+def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one(tmp_path, cli_error, caplog):
     from keras_sar2opt.cli import main
 
     grown = write_synthetic(tmp_path / "grown", "qxslab", 14, "qxslab", size=32, progress=False)
@@ -186,6 +187,13 @@ def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one
     line = cli_error([*argv, "--epochs", "3"])
     assert line.endswith(f"received '{test_pair.name}', which it lacks; pass the data of the run to resume, or "
                          "another --output for a new run")
+
+    # Other data holding every recorded name resumes, with a warning naming both places.
+    trained_on = json.loads((out / "config.json").read_text())["run"]["data"]
+    with caplog.at_level(logging.WARNING):
+        assert main([*argv[:6], str(grown), *argv[7:], "--epochs", "3"]) == 0
+    found = str(find_pairs(grown).root.resolve())
+    assert f"Resuming {out} on the pairs of {found}; the run was trained on {trained_on}" in caplog.messages
 
 
 def test_resume_of_a_fine_tuning_run_gives_the_command_that_resumes_it(tmp_path, cli_error):

@@ -392,15 +392,22 @@ def check_same_run(out, config, options, extra_settings=None):
         )
 
 
-def recorded_split(path, pair_set):
-    """The split a run recorded in split.json, applied by name to the pairs found now: a resumed run
-    keeps its split whatever was added to its data since."""
+def recorded_split(out, pair_set):
+    """The split the run in `out` recorded in split.json, applied by name to the pairs found now: a
+    resumed run keeps its split whatever was added to its data since. Data found elsewhere than the
+    run's config.json records (moved, or another dataset with the same pair names) is warned about."""
     from keras_sar2opt.data.splits import split_of
 
     try:
-        return split_of(path, pair_set)
+        split = split_of(out / "split.json", pair_set)
     except Sar2OptError as error:
         raise Sar2OptError(f"{error}; pass the data of the run to resume, or another --output for a new run") from None
+    config = out / "config.json"
+    recorded = files.read_json(config, "config.json of the run to resume").get("run", {}) if config.is_file() else {}
+    found = os.fspath(Path(pair_set.root).resolve())
+    if isinstance(recorded, dict) and recorded.get("data") not in (None, found):
+        logger.warning(f"Resuming {out} on the pairs of {found}; the run was trained on {recorded['data']}")
+    return split
 
 
 def experiment_from_dict(recorded):
@@ -608,7 +615,7 @@ def train_experiment(
             data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset
         )
         if store.exists and (out / "split.json").is_file():
-            split = recorded_split(out / "split.json", pair_set)
+            split = recorded_split(out, pair_set)
         else:
             split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
