@@ -231,12 +231,12 @@ def write_evaluation(out, frame, samples, summary):
 
 def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=None, preprocessing=None,
              sar_options=None, batch_size=8, inception_weights=None, role=None, sample_rows=SAMPLE_ROWS,
-             upsample_mode="nearest", on_bad="error", progress=True):
+             upsample_mode="nearest", on_bad=None, progress=True):
     """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
     and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
 
-    With the split.json of a training run as `split_file`, `data` and `sar_options` default to the
-    run's (its config.json).
+    With the split.json of a training run as `split_file`, `data`, `sar_options` and `on_bad`
+    default to the run's (its config.json); otherwise `on_bad` defaults to "error".
 
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
@@ -253,8 +253,10 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         if run is None:
             raise Sar2OptError(f"{expected} {split_file} without a config.json beside it")
         data = run["data"]
-    if sar_options is None and run is not None:
-        sar_options = run.get("sar_options")
+    if run is not None:
+        sar_options = run.get("sar_options") if sar_options is None else sar_options
+        on_bad = run.get("on_bad") if on_bad is None else on_bad
+    on_bad = on_bad or "error"
     pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(Path(model).resolve())

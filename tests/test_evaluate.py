@@ -143,6 +143,12 @@ def test_skipped_pairs_are_listed_and_left_out_of_the_split(data, model_path, tm
     assert pd.read_csv(tmp_path / "out" / "skipped.csv", dtype={"name": str})["name"].tolist() == [bad.name]
     assert bad.name not in pd.read_csv(tmp_path / "out" / "per_image.csv", dtype={"name": str})["name"].tolist()
     assert "1 bad pairs of the dataset left out (`skipped.csv`)" in (tmp_path / "out" / "summary.md").read_text()
+    # Beside a run's config.json, the split file brings the run's data and --on-bad.
+    (tmp_path / "config.json").write_text(json.dumps({"run": {"data": str(damaged), "on_bad": "skip"}}))
+    run_split = ["evaluate", "--model", str(model_path), "--split-file", str(tmp_path / "split.json")]
+    assert main([*run_split, "-o", str(tmp_path / "by-run")]) == 0
+    assert json.loads((tmp_path / "by-run" / "summary.json").read_text())["skipped"] == 1
+    assert main([*run_split, "-o", str(tmp_path / "strict-by-run"), "--on-bad", "error"]) == 1
 
 
 def test_evaluate_errors(data, model_path, tmp_path, capsys):

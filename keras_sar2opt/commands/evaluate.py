@@ -43,7 +43,10 @@ def register(subparsers):
         "--role", choices=list(EVALUATION_FIGURES),
         help="the report figure these samples stand for, used by `sar2opt report`",
     )
-    parser.add_argument("--on-bad", choices=("error", "skip"), default="error", help="bad data pairs: stop or skip")
+    parser.add_argument(
+        "--on-bad", choices=("error", "skip"),
+        help="bad data pairs: stop or skip (default error; with a run's --split-file, the run's setting)",
+    )
     parser.add_argument(
         "--upsample-mode", default="nearest", choices=("nearest", "bilinear"),
         help="interpolation when converting an upsampling-decoder .pth on the fly (default nearest)",
