@@ -487,14 +487,14 @@ def plan_outputs(inputs, out):
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     if single_file and out.suffix.lower() in IMAGE_EXTENSIONS and out.suffix.lower() not in WRITABLE:
         raise Sar2OptError(f"Expected -o to end in {', '.join(WRITABLE)} (or to be a folder), received {out}")
-    sources = []
+    sources, resolved_out = [], out.resolve()
     for item in map(Path, inputs):
         if item.is_dir():
-            inside = out.resolve() != item.resolve() and out.resolve().is_relative_to(item.resolve())
+            inside = resolved_out != item.resolve() and resolved_out.is_relative_to(item.resolve())
             found = dataset_sar_files(item) or sorted(
                 p for p in item.rglob("*")
                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                and not (inside and p.resolve().is_relative_to(out.resolve()))
+                and not (inside and p.resolve().is_relative_to(resolved_out))
             )
             if not found:
                 raise Sar2OptError(f"Expected images ({', '.join(IMAGE_EXTENSIONS)}) in folder {item}, received none")
