@@ -197,6 +197,20 @@ def test_checkpoint_store_keeps_a_verifiable_checkpoint_through_an_interrupted_s
     assert after.describe_last() == f"{folder / 'last.keras'} (epoch 4)"
 
 
+def test_a_hard_linked_best_checkpoint_is_hashed_once(tmp_path, monkeypatch):
+    from keras_sar2opt.training import checkpoints
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    store = CheckpointStore(tmp_path / "checkpoints")
+    for epoch in (1, 2):
+        store.save(model, epoch, best=True)  # best.keras and last.keras: one file
+    hashed, digest = [], checkpoints.file_digest
+    monkeypatch.setattr(checkpoints, "file_digest", lambda path: hashed.append(path.name) or digest(path))
+    reopened = CheckpointStore(store.directory)
+    assert reopened.read() and reopened.latest().epoch == 2
+    assert sorted(hashed) == ["last.keras", "last.prev.keras"]
+
+
 def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     store = CheckpointStore(tmp_path / "checkpoints")

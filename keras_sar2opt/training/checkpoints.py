@@ -3,11 +3,12 @@
 `checkpoints/` holds `last.keras` (the AdversarialModel after the latest epoch, optimiser state
 included), `last.prev.keras` (the epoch before) and `best.keras` (lowest monitored value), and
 `manifest.json`. best.keras is a hard link to last.keras while both hold the same epoch (files are
-only ever replaced by renames, so a link never changes under its other name). The manifest lists each checkpoint by the SHA-256 of its bytes with its epoch and
-the random-seed states Keras does not save (dropout), so a checkpoint is trusted only when its
-bytes match an entry: a truncated or corrupt file is named and never loaded. Files are written to
-a temporary name and renamed, and the manifest entry is written before the rename, so a process
-killed at any moment leaves every remaining checkpoint verifiable.
+only ever replaced by renames, so a link never changes under its other name). The manifest lists
+each checkpoint by the SHA-256 of its bytes with its epoch and the random-seed states Keras does
+not save (dropout), so a checkpoint is trusted only when its bytes match an entry: a truncated or
+corrupt file is named and never loaded. Files are written to a temporary name and renamed, and the
+manifest entry is written before the rename, so a process killed at any moment leaves every
+remaining checkpoint verifiable.
 """
 
 import hashlib
@@ -72,6 +73,7 @@ class CheckpointStore:
         self.entries = {}  # sha256 -> {"epoch", "bytes", "seed_states"}
         self.files = {}  # file name -> sha256 of the bytes it was written with
         self.finished = None  # {"epochs", "stopped_early"} once fit() returned
+        self._digests = {}  # (device, inode, size, mtime) -> sha256: a hard-linked file is hashed once
 
     @property
     def exists(self):
@@ -160,7 +162,11 @@ class CheckpointStore:
         path = self._path(name)
         if not path.exists():
             return "missing"
-        digest = file_digest(path)
+        status = path.stat()
+        file = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+        if file not in self._digests:
+            self._digests[file] = file_digest(path)
+        digest = self._digests[file]
         entry = self.entries.get(digest)
         if entry is None:
             return f"its {path.stat().st_size} bytes match no entry of {MANIFEST}: truncated or corrupt"

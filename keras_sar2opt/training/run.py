@@ -326,7 +326,9 @@ def check_writable(out):
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as error:
-        raise Sar2OptError(f"Expected a writable --output folder, received {out} ({error.strerror} in {base})") from None
+        raise Sar2OptError(
+            f"Expected a writable --output folder, received {out} ({error.strerror} in {base})"
+        ) from None
 
 
 def check_free_space(out, model, store):
@@ -364,8 +366,8 @@ RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options"
 def check_same_run(out, config, options, extra_settings=None):
     """Raise Sar2OptError unless `out`'s config.json records the same experiment settings (the number
     of epochs may grow), the same `options` of RESUME_BINDING (steps per epoch, precision, SAR
-    scaling, split by area) and the same extra settings (a fine-tuning run's starting networks), so that a resumed
-    run continues the same run."""
+    scaling, split by area) and the same extra settings (a fine-tuning run's starting networks), so
+    that a resumed run continues the same run."""
     path = out / "config.json"
     if not path.is_file():
         return
