@@ -211,6 +211,30 @@ def test_a_hard_linked_best_checkpoint_is_hashed_once(tmp_path, monkeypatch):
     assert sorted(hashed) == ["last.keras", "last.prev.keras"]
 
 
+def test_a_copied_best_checkpoint_newer_than_the_previous_replaces_a_corrupt_last(tmp_path, monkeypatch, caplog):
+    from keras_sar2opt.reports import files
+
+    def no_hard_links(source, target):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(files.os, "link", no_hard_links)  # best.keras becomes a copy
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    store = CheckpointStore(tmp_path / "checkpoints")
+    for epoch in (1, 2):
+        model.layers[0].kernel.assign(np.full((3, 2), epoch, np.float32))
+        store.save(model, epoch, best=epoch == 2)
+    folder = store.directory
+    assert not os.path.samefile(folder / "best.keras", folder / "last.keras")
+    (folder / "last.keras").write_bytes(b"corrupt")
+
+    reopened = CheckpointStore(folder)
+    assert reopened.read()
+    found = reopened.latest()  # not last.prev.keras (epoch 1): its run would fork from epoch 2's best
+    assert (found.path.name, found.epoch) == ("best.keras", 2)
+    assert "resuming from " + str(folder / "best.keras") + " (epoch 2)" in caplog.text
+    assert (folder / "last.keras.corrupt").exists()
+
+
 def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     store = CheckpointStore(tmp_path / "checkpoints")

@@ -173,7 +173,8 @@ class CheckpointStore:
         return Checkpoint(path, entry["epoch"], entry["seed_states"], digest)
 
     def latest(self):
-        """The first checkpoint that verifies among last, previous and best, or None when there is none.
+        """The newest checkpoint that verifies (last before previous before best at the same epoch),
+        or None when there is none. best.keras may be the newest: a copy of a last.keras that failed.
 
         A file that fails verification is named in a warning and moved to `<name>.corrupt`, so it
         is never loaded and the next save does not rotate it into last.prev.keras. Temporary files
@@ -192,7 +193,7 @@ class CheckpointStore:
                 os.replace(self._path(name), self._path(name + ".corrupt"))
         self.files = {name: found.digest for name, found in verified.items()}
         self._write_manifest()
-        chosen = next(iter(verified.values()), None)
+        chosen = max(verified.values(), key=lambda checkpoint: checkpoint.epoch, default=None)
         instead = f"resuming from {chosen.path} (epoch {chosen.epoch})" if chosen else "no good checkpoint left"
         for name, reason in bad:
             logger.warning(f"Refusing checkpoint {self._path(name)}: {reason}; moved to {name}.corrupt; {instead}")
