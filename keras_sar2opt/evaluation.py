@@ -118,7 +118,7 @@ class _FID:
         return frechet_distance(*real, *fake)
 
 
-def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, batch_size=8,
+def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optical_range=None, batch_size=8,
                    inception_weights=None, sample_rows=SAMPLE_ROWS, progress=True):
     """Translate `pairs` in batches at the generator's size and measure every generated image.
 
@@ -137,7 +137,7 @@ def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, batch_
     fid = _FID(inception_weights) if inception_weights is not None else None
     dataset = make_dataset(
         pairs, size, batch_size, training=False, sar_options=sar_options or {}, preprocessing=preprocessing,
-        sar_channels=model.inputs[0].shape[-1],
+        sar_channels=model.inputs[0].shape[-1], optical_range=optical_range,
     )
     rows, samples = {name: [] for name in METRICS}, [[], [], []]
     with tqdm(total=len(pairs), desc="evaluate", unit="image", disable=not progress) as bar:
@@ -230,17 +230,18 @@ def write_evaluation(out, frame, samples, summary):
 
 
 def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=None, preprocessing=None,
-             sar_options=None, batch_size=8, inception_weights=None, role=None, sample_rows=SAMPLE_ROWS,
-             upsample_mode="nearest", on_bad=None, progress=True):
+             sar_options=None, optical_range=None, batch_size=8, inception_weights=None, role=None,
+             sample_rows=SAMPLE_ROWS, upsample_mode="nearest", on_bad=None, progress=True):
     """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
     and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
 
-    With the split.json of a training run as `split_file`, `data`, `sar_options` and `on_bad`
-    default to the run's (its config.json); otherwise `on_bad` defaults to "error".
+    With the split.json of a training run as `split_file`, `data`, `sar_options`, `optical_range`
+    and `on_bad` default to the run's (its config.json); otherwise `on_bad` defaults to "error".
 
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
+    from keras_sar2opt.data.loading import warn_if_optical_is_dark
     from keras_sar2opt.inference import load_generator, tile_size
 
     if role is not None and role not in EVALUATION_FIGURES:
@@ -255,9 +256,11 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         data = run["data"]
     if run is not None:
         sar_options = run.get("sar_options") if sar_options is None else sar_options
+        optical_range = run.get("optical_range") if optical_range is None else optical_range
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
     pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
+    warn_if_optical_is_dark(pairs, optical_range)
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(Path(model).resolve())
         model = load_generator(model, upsample_mode=upsample_mode)
@@ -265,8 +268,8 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         model_name = model.name
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
     frame, samples, fid = evaluate_pairs(
-        model, pairs, preprocessing=steps, sar_options=sar_options, batch_size=batch_size,
-        inception_weights=inception_weights, sample_rows=sample_rows, progress=progress,
+        model, pairs, preprocessing=steps, sar_options=sar_options, optical_range=optical_range,
+        batch_size=batch_size, inception_weights=inception_weights, sample_rows=sample_rows, progress=progress,
     )
     if inception_weights is None:
         logger.warning(FID_SKIPPED)
@@ -284,6 +287,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         "image_size": tile_size(model),
         "preprocessing": [[name, options] for name, options in steps],
         "sar_options": sar_options or {},
+        "optical_range": optical_range,
         "metrics": summarize(frame),
         "units": {name: unit for name, (_, unit) in METRICS.items()},
         "fid": fid,

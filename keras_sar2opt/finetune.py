@@ -182,7 +182,7 @@ def export_lora(generator, out):
     save_generator(merge_lora(generator), out)
 
 
-def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None):
+def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_range=None):
     """Mean L1 (images in [-1, 1]) of `generator` over `pairs`, in inference mode: val_g_l1's measure."""
     import keras
     import numpy as np
@@ -192,7 +192,9 @@ def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None):
 
     values = [
         keras.ops.convert_to_numpy(l1_loss(generator(sar, training=False), optical))
-        for sar, optical in make_dataset(pairs, image_size, batch_size, training=False, sar_options=sar_options)
+        for sar, optical in make_dataset(
+            pairs, image_size, batch_size, training=False, sar_options=sar_options, optical_range=optical_range
+        )
     ]
     return float(np.mean(np.concatenate(values)))
 
@@ -309,7 +311,7 @@ def finetune(
     )
     pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
     measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size,
-               "sar_options": options.get("sar_options")}
+               "sar_options": options.get("sar_options"), "optical_range": options.get("optical_range")}
     result = {
         "split": HELD_OUT_SPLIT,
         "pairs": len(pairs_held_out),

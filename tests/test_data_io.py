@@ -1,4 +1,4 @@
-"""Image decoding (8/16-bit PNG, float TIFF and GeoTIFF) and SAR scaling to [0, 1]."""
+"""Image decoding (8/16-bit PNG, float TIFF and GeoTIFF) and SAR and optical scaling to [0, 1]."""
 
 import cv2
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import rasterio
 import tifffile
 
-from keras_sar2opt.data.io import inspect_image, read_image, to_channels, to_unit, write_png
+from keras_sar2opt.data.io import inspect_image, optical_to_unit, read_image, to_channels, to_unit, write_png
 from keras_sar2opt.errors import Sar2OptError
 
 
@@ -64,6 +64,19 @@ def test_sar_scaling_linear_db_amplitude_and_percentiles():
         to_unit(linear, {"input": "decibel"})
     with pytest.raises(Sar2OptError, match="received clip"):
         to_unit(linear, {"clip": [1, 99]})
+
+
+def test_optical_range_maps_stored_values_to_unit():
+    reflectance = np.array([[[0, 300, 1500], [3000, 4500, 10000]]], np.uint16)  # Sentinel-2 L2A x10000
+    assert optical_to_unit(reflectance).max() < 0.16  # by bit depth: dark
+    scaled = optical_to_unit(reflectance, [0, 3000])
+    assert scaled.dtype == np.float32
+    np.testing.assert_allclose(scaled, [[[0.0, 0.1, 0.5], [1.0, 1.0, 1.0]]], atol=1e-6)
+    floats = np.array([[[0.0, 0.15, 0.3, 0.6]]], np.float32)
+    np.testing.assert_allclose(optical_to_unit(floats, (0.0, 0.3)), [[[0.0, 0.5, 1.0, 1.0]]], atol=1e-6)
+    np.testing.assert_array_equal(optical_to_unit(reflectance), to_unit(reflectance))
+    with pytest.raises(Sar2OptError, match=r"Expected db_range as \[low, high\] with low < high, received \[0, -25\]"):
+        to_unit(floats, {"db_range": [0, -25]})
 
 
 def test_channels_to_three_and_one():

@@ -105,3 +105,42 @@ def test_bad_options_fail_before_tf_data(pairs):
     with pytest.raises(Sar2OptError, match="one full batch of 16 pairs, received 12 pairs"):
         make_dataset(pairs, 32, 16, training=True)
     assert len(batches(make_dataset(pairs, 32, 16, training=False))) == 1
+
+
+@pytest.fixture
+def reflectance_pairs(tmp_path):
+    """Two pairs of 8-bit SAR and 16-bit optical reflectance x10000 (Sentinel-2 L2A), values 0..2000."""
+    rng = np.random.default_rng(0)
+    pairs = []
+    for index in range(2):
+        sar, optical = tmp_path / f"s1_{index}.png", tmp_path / f"s2_{index}.png"
+        cv2.imwrite(str(sar), rng.integers(0, 256, (16, 16), np.uint8))
+        cv2.imwrite(str(optical), rng.integers(0, 2001, (16, 16, 3)).astype(np.uint16))
+        pairs.append(Pair(str(index), sar, optical))
+    return pairs
+
+
+def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_pairs, caplog):
+    from keras_sar2opt.data.loading import warn_if_optical_is_dark
+    from keras_sar2opt.data.pydataset import PairBatches
+
+    stored = cv2.imread(str(reflectance_pairs[0].optical), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.float32)
+    by_depth = batches(make_dataset(reflectance_pairs, 16, 2, training=False))[0][1]
+    assert by_depth.max() < -0.9  # 2000 of 65535: nearly black
+    ranged = batches(make_dataset(reflectance_pairs, 16, 2, training=False, optical_range=[0, 2000]))[0][1]
+    np.testing.assert_allclose(ranged[0], stored / 1000.0 - 1.0, atol=1e-5)
+    sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_range=[0, 2000], workers=1)
+    np.testing.assert_array_equal(sequence[0][1], ranged)
+    with pytest.raises(Sar2OptError, match=r"Expected optical_range as \[low, high\] with low < high, received \[5\]"):
+        make_dataset(reflectance_pairs, 16, 2, training=False, optical_range=[5])
+
+    with caplog.at_level("WARNING"):
+        warn_if_optical_is_dark(reflectance_pairs, None)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert str(reflectance_pairs[0].optical) in message and "pass --optical-range 0 19" in message
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_if_optical_is_dark(reflectance_pairs, [0, 2000])  # scaled as asked
+        warn_if_optical_is_dark([Pair("8-bit", reflectance_pairs[0].sar, reflectance_pairs[0].sar)], None)
+    assert not caplog.records

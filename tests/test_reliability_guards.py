@@ -115,24 +115,33 @@ def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path
         training_run.check_same_run(out, config, {"precision": "mixed_bfloat16"}, other)
 
 
-def test_sar_scaling_reaches_every_dataset_and_binds_the_run_and_its_evaluation(tmp_path, cli_error, monkeypatch):
+def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_evaluation(tmp_path, cli_error,
+                                                                                        monkeypatch):
     from keras_sar2opt.cli import main
 
     scalings = []
     loader = pipeline._pair_loader
-    monkeypatch.setattr(pipeline, "_pair_loader", lambda size, options, *rest: scalings.append(options)
-                        or loader(size, options, *rest))
+
+    def recording_loader(size, options, preprocessing, channels, optical_range):
+        scalings.append((options, optical_range))
+        return loader(size, options, preprocessing, channels, optical_range)
+
+    monkeypatch.setattr(pipeline, "_pair_loader", recording_loader)
     out = tmp_path / "run"
-    scaling = ["--sar-input", "image", "--percentiles", "2", "98"]
+    scaling = ["--sar-input", "image", "--percentiles", "2", "98", "--optical-range", "0", "200"]
     assert main([*TRAIN, "--epochs", "1", "--out", str(out), *scaling]) == 0
     expected = {"input": "image", "percentiles": [2.0, 98.0]}
-    assert scalings == [expected] * 3  # training stream, validation, sample grid
-    assert json.loads((out / "config.json").read_text())["run"]["sar_options"] == expected
-    line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), "--sar-input", "image", "--percentiles", "1", "99"])
+    assert scalings == [(expected, [0.0, 200.0])] * 3  # training stream, validation, sample grid
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert run["sar_options"] == expected and run["optical_range"] == [0.0, 200.0]
+    line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), "--sar-input", "image", "--percentiles", "1", "99",
+                      "--optical-range", "0", "200"])
     assert "received a different sar_options; pass the same options" in line
+    line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), *scaling[:-3]])
+    assert "received a different optical_range; pass the same options" in line
     scalings.clear()
     assert main(["train", "--resume", str(out), "--epochs", "2", "--verbose", "0"]) == 0
-    assert scalings == [expected] * 3
+    assert scalings == [(expected, [0.0, 200.0])] * 3
 
     # Scored on its own test pairs, the run's data and scaling are the defaults.
     evaluation = ["evaluate", "--model", str(out / "generator.keras"), "--split-file", str(out / "split.json")]
@@ -140,9 +149,11 @@ def test_sar_scaling_reaches_every_dataset_and_binds_the_run_and_its_evaluation(
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     run = json.loads((out / "config.json").read_text())["run"]
     assert summary["dataset"]["path"] == run["data"] and summary["pairs"] == run["pairs"]["test"]
-    assert summary["sar_options"] == expected
-    assert main([*evaluation, "-o", str(tmp_path / "eval-db"), "--sar-input", "image"]) == 0
-    assert json.loads((tmp_path / "eval-db" / "summary.json").read_text())["sar_options"] == {"input": "image"}
+    assert summary["sar_options"] == expected and summary["optical_range"] == [0.0, 200.0]
+    given = ["--sar-input", "image", "--optical-range", "0", "255"]
+    assert main([*evaluation, "-o", str(tmp_path / "eval-db"), *given]) == 0
+    summary = json.loads((tmp_path / "eval-db" / "summary.json").read_text())
+    assert summary["sar_options"] == {"input": "image"} and summary["optical_range"] == [0.0, 255.0]
     (out / "config.json").unlink()
     line = cli_error([*evaluation, "-o", str(tmp_path / "eval-lost")])
     assert line.endswith(f"received {out / 'split.json'} without a config.json beside it")

@@ -1,6 +1,7 @@
 """`sar2opt evaluate`: PSNR, SSIM, MAE, RMSE, SAM, L1 (and FID) of a generator on a dataset split (report §3–§4)."""
 
 from keras_sar2opt.commands.options import (
+    add_optical_scaling_options,
     add_preprocessing_options,
     add_sar_scaling_options,
     preprocessing_steps,
@@ -29,8 +30,8 @@ def register(subparsers):
     parser.add_argument("--split", choices=SPLITS, default="test", help="which pairs (default test)")
     parser.add_argument(
         "--split-file", metavar="F",
-        help="split to use: a run's split.json (its data and SAR scaling become the defaults) or a SAR2Optical "
-        "split.json (default: the dataset's own split.json, else the seeded 80/10/10 split)",
+        help="split to use: a run's split.json (its data, SAR and optical scaling become the defaults) or a "
+        "SAR2Optical split.json (default: the dataset's own split.json, else the seeded 80/10/10 split)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the 80/10/10 split (default 0)")
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs of the split only")
@@ -53,6 +54,7 @@ def register(subparsers):
     )
     add_preprocessing_options(parser)
     add_sar_scaling_options(parser)
+    add_optical_scaling_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -62,8 +64,8 @@ def run(args):
     summary = evaluate(
         args.model, args.data, args.output, split=args.split, split_file=args.split_file, seed=args.seed,
         limit=args.limit, preprocessing=preprocessing_steps(args), sar_options=sar_options(args),
-        batch_size=args.batch_size, inception_weights=args.inception_weights, role=args.role, sample_rows=args.samples,
-        upsample_mode=args.upsample_mode, on_bad=args.on_bad,
+        optical_range=args.optical_range, batch_size=args.batch_size, inception_weights=args.inception_weights,
+        role=args.role, sample_rows=args.samples, upsample_mode=args.upsample_mode, on_bad=args.on_bad,
     )
     values = ", ".join(
         f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items()

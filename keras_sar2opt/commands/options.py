@@ -1,4 +1,4 @@
-"""Command-line options shared by the commands that read SAR: preprocessing (report §3.5) and SAR scaling."""
+"""Command-line options of the commands that read images: preprocessing (report §3.5), SAR and optical scaling."""
 
 import argparse
 
@@ -61,3 +61,12 @@ def sar_options(args):
     if args.percentiles:
         options["percentiles"] = args.percentiles
     return options
+
+
+def add_optical_scaling_options(parser):
+    """--optical-range: how stored optical values are scaled to [0, 1]."""
+    parser.add_argument_group("optical scaling to [0, 1]").add_argument(
+        "--optical-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="stored optical values mapped to [0, 1], e.g. 0 3000 for Sentinel-2 L2A reflectance x10000 "
+        "(default: by bit depth, 8-bit 0..255 and 16-bit 0..65535)",
+    )

@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from keras_sar2opt.commands.options import add_sar_scaling_options, sar_options
+from keras_sar2opt.commands.options import add_optical_scaling_options, add_sar_scaling_options, sar_options
 from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.experiments import (
     DEFAULT_PAIRS,
@@ -99,6 +99,7 @@ def register(subparsers):
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
     add_sar_scaling_options(parser)
+    add_optical_scaling_options(parser)
     finetune = parser.add_argument_group(f"fine-tuning ({', '.join(FINETUNE_EXPERIMENTS)}; report §4)")
     finetune.add_argument(
         "--generator", metavar="G", help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
@@ -231,6 +232,7 @@ def run(args):
         on_bad=args.on_bad or "error",
         deterministic=bool(args.deterministic),
         sar_options=sar_options(args),
+        optical_range=args.optical_range,
         split_group=args.split_group,
         verbose="auto" if args.verbose is None else args.verbose,
     )

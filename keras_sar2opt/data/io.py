@@ -212,10 +212,26 @@ def check_sar_options(sar_options):
     if kind not in SAR_INPUTS:
         raise Sar2OptError(f"Expected SAR input among {', '.join(SAR_INPUTS)}, received {kind!r}")
     for key in ("db_range", "percentiles"):
-        value = sar_options.get(key)
-        if value is not None and (len(value) != 2 or not value[0] < value[1]):
-            raise Sar2OptError(f"Expected {key} as [low, high] with low < high, received {value!r}")
+        check_value_range(key, sar_options.get(key))
     return kind
+
+
+def check_value_range(name, value):
+    """Raise Sar2OptError unless `value` is None or a [low, high] pair of numbers with low < high."""
+    if value is None:
+        return
+    try:
+        valid = len(value) == 2 and float(value[0]) < float(value[1])
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise Sar2OptError(f"Expected {name} as [low, high] with low < high, received {value!r}")
+
+
+def scale_to_unit(values, low, high):
+    """Map stored values `low`..`high` linearly to [0, 1], clipping outside, as float32."""
+    values = np.asarray(values, np.float32)
+    return np.clip((values - np.float32(low)) * np.float32(1.0 / (high - low)), 0.0, 1.0)
 
 
 def _image_to_unit(values, percentiles):
@@ -257,9 +273,17 @@ def to_unit(array, sar_options=None):
     if kind != "db":
         values = linear_to_db(values, amplitude=kind == "amplitude")
     if sar_options.get("db_range") is not None:
-        low, high = sar_options["db_range"]
-        return np.clip((values - low) / (high - low), 0.0, 1.0)
+        return scale_to_unit(values, *sar_options["db_range"])
     return percentile_stretch(values, *(sar_options.get("percentiles") or DEFAULT_PERCENTILES))
+
+
+def optical_to_unit(array, optical_range=None):
+    """Scale an optical image to float32 in [0, 1]: by its bit depth (`to_unit`), or mapping the
+    stored values `optical_range` = [low, high] to [0, 1] (e.g. [0, 3000] for Sentinel-2 L2A
+    reflectance stored x10000, which its 16-bit depth would leave dark)."""
+    if optical_range is None:
+        return to_unit(array)
+    return scale_to_unit(array, *optical_range)
 
 
 def write_png(path, image_unit_float):

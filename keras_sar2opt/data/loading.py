@@ -1,11 +1,25 @@
 """Reading one pair as network inputs (DESIGN §4-§5), shared by the tf.data and PyDataset pipelines."""
 
+import logging
+
 import cv2
 import numpy as np
 
-from keras_sar2opt.data.io import check_sar_options, read_image, to_channels, to_unit
+from keras_sar2opt.data.io import (
+    check_sar_options,
+    check_value_range,
+    optical_to_unit,
+    read_image,
+    to_channels,
+    to_unit,
+)
 from keras_sar2opt.data.preprocess import apply_preprocessing
 from keras_sar2opt.errors import Sar2OptError
+
+logger = logging.getLogger(__name__)
+# Integer optical images whose 99th percentile is below this fraction of their type's maximum come
+# out dark when scaled by bit depth (16-bit Sentinel-2 reflectance x10000 uses about 5% of it).
+DARK_FRACTION = 0.25
 
 
 def resize(image, size):
@@ -24,15 +38,15 @@ def _to_signed(image_unit):
     return image_unit
 
 
-def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channels=3):
+def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channels=3, optical_range=None):
     """Read a pair as float32 (sar, optical) in [-1, 1], shapes (S, S, sar_channels) and (S, S, 3).
 
     SAR is scaled by `to_unit(..., sar_options or {})` (dB conversion, percentile clipping),
     preprocessed on its own channels (`apply_preprocessing` steps), resized, then repeated to
-    `sar_channels`; optical is scaled by its bit depth.
+    `sar_channels`; optical is scaled by `optical_to_unit` (its bit depth, or `optical_range`).
     """
     sar = apply_preprocessing(to_unit(read_image(pair.sar), sar_options or {}), preprocessing)
-    optical = to_unit(read_image(pair.optical))
+    optical = optical_to_unit(read_image(pair.optical), optical_range)
     if sar.shape[:2] != optical.shape[:2]:
         raise Sar2OptError(
             f"Expected {pair.optical} to be {sar.shape[0]}x{sar.shape[1]} like its SAR partner {pair.sar}, "
@@ -42,7 +56,8 @@ def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channe
     return sar, to_channels(_to_signed(resize(optical, image_size)), 3, pair.optical)
 
 
-def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels):
+def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels,
+                          optical_range=None):
     """Raise Sar2OptError, naming the option, for settings a dataset cannot be built with."""
     if not pairs:
         raise Sar2OptError("Expected at least one pair for the dataset, received none")
@@ -54,4 +69,23 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
         raise Sar2OptError(f"Expected 1 or 3 SAR channels, received {sar_channels!r}")
     # Bad options fail here, with their own message, rather than inside tf.data.
     check_sar_options(sar_options or {})
+    check_value_range("optical_range", optical_range)
     apply_preprocessing(np.full((8, 8, 1), 0.5, np.float32), preprocessing)
+
+
+def warn_if_optical_is_dark(pairs, optical_range):
+    """Without `optical_range`, warn when the first pair's optical image is wider than 8 bits and
+    uses little of its range (16-bit reflectance), naming an --optical-range that fits it."""
+    if optical_range is not None or not pairs:
+        return
+    path = pairs[0].optical
+    image = read_image(path)
+    if image.dtype.kind not in "ui" or image.dtype.itemsize < 2:
+        return
+    high = float(np.percentile(image, 99))
+    top = np.iinfo(image.dtype).max
+    if high < DARK_FRACTION * top:
+        logger.warning(
+            f"Optical images such as {path} use values up to {high:.0f} of their type's {top}: scaled by "
+            f"bit depth they come out dark; pass --optical-range 0 {high:.0f} (or your sensor's range)"
+        )

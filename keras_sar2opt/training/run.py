@@ -38,7 +38,7 @@ SAMPLE_PAIRS = 4
 MONITOR = "val_g_l1"  # the checkpoint and early-stopping criterion: held-out reconstruction error
 # train_experiment options recorded in config.json["run"] and taken from there by resume_run.
 RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tensorboard", "early_stopping", "on_bad",
-               "deterministic", "sar_options", "split_group")
+               "deterministic", "sar_options", "optical_range", "split_group")
 
 
 def _check_choice(option, value, choices):
@@ -55,12 +55,13 @@ def _check_count(option, value, allow_none=False):
 
 def check_run_options(
     config, *, data, pairs, precision="float32", strategy="none", steps_per_epoch=None, sample_every=5,
-    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None, split_group=None,
+    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None, optical_range=None,
+    split_group=None,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
     defaults are train_experiment's)."""
     from keras_sar2opt.data import ON_BAD
-    from keras_sar2opt.data.io import check_sar_options
+    from keras_sar2opt.data.io import check_sar_options, check_value_range
     from keras_sar2opt.data.splits import check_split_group
     from keras_sar2opt.models import check_model_name
     from keras_sar2opt.training.losses import check_adversarial_loss
@@ -80,6 +81,7 @@ def check_run_options(
     _check_choice("tensorboard", tensorboard, (False, True))
     _check_choice("deterministic", deterministic, (False, True))
     check_sar_options(sar_options or {})
+    check_value_range("optical-range", optical_range)
     if split_group is not None:
         check_split_group(split_group)
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -360,14 +362,15 @@ def enable_determinism():
 
 # Run options a resumed run must share with the recorded one, with the value a run recorded before
 # the option existed.
-RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None, "split_group": None}
+RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None, "optical_range": None,
+                  "split_group": None}
 
 
 def check_same_run(out, config, options, extra_settings=None):
     """Raise Sar2OptError unless `out`'s config.json records the same experiment settings (the number
-    of epochs may grow), the same `options` of RESUME_BINDING (steps per epoch, precision, SAR
-    scaling, split by area) and the same extra settings (a fine-tuning run's starting networks), so
-    that a resumed run continues the same run."""
+    of epochs may grow), the same `options` of RESUME_BINDING (steps per epoch, precision, SAR and
+    optical scaling, split by area) and the same extra settings (a fine-tuning run's starting
+    networks), so that a resumed run continues the same run."""
     path = out / "config.json"
     if not path.is_file():
         return
@@ -529,6 +532,7 @@ def train_experiment(
     on_bad="error",
     deterministic=False,
     sar_options=None,
+    optical_range=None,
     split_group=None,
     verbose="auto",
     preset=SYNTHETIC_PRESET,
@@ -541,14 +545,16 @@ def train_experiment(
     data: a dataset folder (any layout `find_pairs` detects), or None for `pairs` synthetic
     `qxslab` pairs at the experiment's image size. out: the run folder (default runs/<name>);
     rerunning into a folder whose run was interrupted resumes it after its last completed epoch
-    (the settings must be the same; `config.epochs` may grow), falling back to the previous
-    checkpoint when the last one fails verification; rerunning a finished run trains nothing.
+    (the settings must be the same; `config.epochs` may grow), falling back to the newest
+    checkpoint that verifies when the last one does not; rerunning a finished run trains nothing.
     precision: "float32" or "mixed_bfloat16". strategy: "none", "mirrored" or "multiworker"
     (batch_size is the global batch; losses are averaged over it). steps_per_epoch: batches per
     epoch (the data repeats; default one pass). early_stopping: patience in epochs on val_g_l1,
     or None. deterministic: deterministic TensorFlow ops (`enable_determinism`), so that a run,
     interrupted or not, ends with the same weights. sar_options: how stored SAR values are scaled
     (`keras_sar2opt.data.to_unit`; None: integers as images, floats as dB or linear per image).
+    optical_range: stored optical values mapped to [0, 1] (`keras_sar2opt.data.io.optical_to_unit`;
+    None: by bit depth).
     split_group: a regular expression naming each pair's area (`split_pairs`), for a split that
     keeps every area on one side.
 
@@ -577,6 +583,7 @@ def train_experiment(
         "on_bad": on_bad,
         "deterministic": deterministic,
         "sar_options": sar_options,
+        "optical_range": optical_range,
         "split_group": split_group,
     }
     check_run_options(config, data=data, pairs=pairs, **options)
@@ -604,6 +611,7 @@ def train_experiment(
     import keras
 
     from keras_sar2opt.data import make_dataset, save_skipped, save_split
+    from keras_sar2opt.data.loading import warn_if_optical_is_dark
     from keras_sar2opt.data.pipeline import training_batches
     from keras_sar2opt.reports.plots import plot_run_curves, read_history
     from keras_sar2opt.training.callbacks import HistoryCSV, read_history_rows
@@ -621,6 +629,7 @@ def train_experiment(
         else:
             split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
+        warn_if_optical_is_dark(split["train"], optical_range)
         out.mkdir(parents=True, exist_ok=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
@@ -641,7 +650,7 @@ def train_experiment(
                 logger.warning(f"Resuming {out} after epoch {done} of {config.epochs} from {checkpoint.path}")
             steps = steps_per_epoch or len(split["train"]) // config.batch_size
             dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size,
-                               "sar_options": sar_options}
+                               "sar_options": sar_options, "optical_range": optical_range}
             train = training_batches(
                 split["train"], seed=config.seed, augment=config.augment, first_batch=done * steps, **dataset_options
             )
