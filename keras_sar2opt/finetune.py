@@ -199,6 +199,44 @@ def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, opti
     return float(np.mean(np.concatenate(values)))
 
 
+def weights_digest(model):
+    """SHA-256 of a model's weight values, in layer order: the same digest means the same network."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
+
+
+def measure_held_out(out, start, source, measure):
+    """held_out.json's dict for the run in `out`: the held-out L1 of `start` (read from `source`)
+    and of the run's generator, with `held_out_l1`'s `measure` arguments. An existing held_out.json
+    of the same weights (a rerun of a finished run) is returned as it is; otherwise it is written."""
+    from keras_sar2opt.inference import load_generator
+
+    after = load_generator(out / "generator.keras")
+    weights = {"before": weights_digest(start), "after": weights_digest(after)}
+    path = out / HELD_OUT_FILE
+    if path.is_file():
+        recorded = files.read_json(path, f"{HELD_OUT_FILE} of the run")
+        if isinstance(recorded, dict) and recorded.get("weights") == weights:
+            return recorded
+    result = {
+        "split": HELD_OUT_SPLIT,
+        "pairs": len(measure["pairs"]),
+        "generator": os.fspath(Path(source).resolve()),
+        "l1_before": held_out_l1(start, **measure),
+        "l1_after": held_out_l1(after, **measure),
+        "weights": weights,
+    }
+    files.write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data=None):
     """Raise Sar2OptError, naming the option, for fine-tuning settings a run cannot start with."""
     from keras_sar2opt.lora import check_hyperparameters
@@ -253,7 +291,6 @@ def finetune(
     and the held-out L1 on the validation split before and after fine-tuning.
     """
     from keras_sar2opt.data import load_split
-    from keras_sar2opt.inference import load_generator
     from keras_sar2opt.models import build_model
     from keras_sar2opt.training.run import check_run_options, train_experiment
 
@@ -312,14 +349,7 @@ def finetune(
     pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
     measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size,
                "sar_options": options.get("sar_options"), "optical_range": options.get("optical_range")}
-    result = {
-        "split": HELD_OUT_SPLIT,
-        "pairs": len(pairs_held_out),
-        "generator": os.fspath(source.resolve()),
-        "l1_before": held_out_l1(start, **measure),
-        "l1_after": held_out_l1(load_generator(out / "generator.keras"), **measure),
-    }
-    files.write_text(out / HELD_OUT_FILE, json.dumps(result, indent=2) + "\n")
+    result = measure_held_out(out, start, source, measure)
     print(
         f"Held-out L1 on the {HELD_OUT_SPLIT} split ({result['pairs']} pairs): {result['l1_before']:.4f} before "
         f"fine-tuning, {result['l1_after']:.4f} after"
