@@ -253,6 +253,40 @@ class _ArraySink:
         self.image[y0 : y0 + rows.shape[0]] = rows
 
 
+class _Downsampled:
+    """A source averaged over `factor` x `factor` blocks (as training's area resize of tiles by
+    1/factor): a scene at the ground resolution such a model learned. Rows and columns past the last
+    whole block are left out; a block is valid only where all its pixels are."""
+
+    def __init__(self, source, factor):
+        self.source, self.factor = source, factor
+        self.height, self.width = source.height // factor, source.width // factor
+        if not (self.height and self.width):
+            raise Sar2OptError(
+                f"Expected an image of at least {factor}x{factor} pixels for --downsample {factor}, "
+                f"received {source.height}x{source.width}"
+            )
+        self.masked = getattr(source, "masked", False)
+
+    def _blocks(self, rows):
+        k = self.factor
+        rows = rows[:, : self.width * k]
+        return rows.reshape(rows.shape[0] // k, k, self.width, k, *rows.shape[2:])
+
+    def read(self, y0, y1):
+        return self._blocks(self.source.read(y0 * self.factor, y1 * self.factor)).mean(axis=(1, 3))
+
+    def valid_rows(self, y0, y1):
+        return self._blocks(self.source.valid_rows(y0 * self.factor, y1 * self.factor)).all(axis=(1, 3))
+
+    @property
+    def georeference(self):
+        from rasterio.transform import Affine
+
+        georeference = self.source.georeference
+        return {**georeference, "transform": georeference["transform"] @ Affine.scale(self.factor)}
+
+
 def _to_uint8(image):
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -433,18 +467,24 @@ class _Preview:
 
 
 def translate_file(
-    model, src, dst, *, steps=None, sar_options=None, overlap=None, batch_size=4, grid=False, progress=True
+    model, src, dst, *, steps=None, sar_options=None, downsample=1, overlap=None, batch_size=4, grid=False,
+    progress=True,
 ):
     """Translate one SAR image file into `dst` (8-bit PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
 
     TIFF inputs are read in windows (scaling statistics from a decimated overview); other formats are
     read whole. A TIFF output keeps the input's CRS and transform; the input's nodata pixels come out
     black and, in a TIFF, masked (an internal mask band). `sar_options`: `to_unit`'s SAR scaling
-    (None: detected from the values, as training does). `grid=True` also writes
-    `<dst stem>_grid.png`: the preprocessed input beside the translation. Returns the output path.
+    (None: detected from the values, as training does). `downsample` K > 1 averages K x K pixels
+    after preprocessing (see `_Downsampled`), for a model trained on tiles resized by 1/K; the
+    output has the reduced size, its GeoTIFF transform K times the pixel size. `grid=True` also
+    writes `<dst stem>_grid.png`: the preprocessed input beside the translation. Returns the output
+    path.
     """
     import rasterio
 
+    if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
+        raise Sar2OptError(f"Expected --downsample to be a positive integer, received {downsample!r}")
     src, dst = Path(src), Path(dst)
     channels, out_channels = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), contextlib.ExitStack() as stack:
@@ -454,6 +494,10 @@ def translate_file(
         else:
             image = apply_preprocessing(to_unit(read_image(src), sar_options or {}), steps)
             source, georeference = _ArraySource(to_channels(image, channels, src)), None
+        if downsample > 1:
+            source = _Downsampled(source, downsample)
+            if georeference is not None:
+                georeference = source.georeference
         if dst.suffix.lower() in TIFF_EXTENSIONS:
             sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference)
         else:

@@ -1,5 +1,6 @@
 """Translation: tiled whole scenes without seams, georeferencing kept, preprocessing, folders, the command."""
 
+import cv2
 import numpy as np
 import pytest
 import rasterio
@@ -168,6 +169,48 @@ def test_translate_without_sar_options_scales_float_sar_as_training_does(tmp_pat
     assert [r.message for r in caplog.records if "georeferencing" in r.message] == [
         f"Writing {tmp_path / 'out.png'} as PNG drops sigma0.tif's georeferencing; write a .tif to keep it"
     ]
+
+
+def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(tmp_path, capsys):
+    """--downsample 2 averages 2x2 pixels after preprocessing, as training's area resize of 256-px
+    tiles to 128 px does; a scene keeps its georeferencing at twice the pixel size, nodata masked."""
+    from keras_sar2opt.data.loading import resize
+
+    height, width = 150, 203  # the last column is not a whole block: left out
+    rng = np.random.default_rng(5)
+    linear = (10.0 ** (rng.uniform(-20.0, -5.0, (height, width)) / 10.0)).astype(np.float32)
+    linear[:40, :30] = np.nan  # a nodata corner; the block at its edge row/column stays valid
+    linear[40, 29] = np.nan  # half of a block: that block is masked
+    src, dst = tmp_path / "scene.tif", tmp_path / "out.tif"
+    _write_geotiff(src, linear)
+    options = {"input": "linear", "db_range": [-20.0, -5.0]}
+    steps = [("median", {"window": 3})]
+    translate_file(_identity_generator(32), src, dst, steps=steps, sar_options=options, downsample=2, progress=False)
+    with rasterio.open(dst) as result:
+        values, valid, transform = result.read(1).astype(int), result.read_masks(1) > 0, result.transform
+    assert values.shape == (75, 101) and transform == TRANSFORM @ Affine.scale(2)
+    expected_valid = np.ones((75, 101), bool)
+    expected_valid[:20, :15] = False
+    expected_valid[20, 14] = False
+    np.testing.assert_array_equal(valid, expected_valid)
+    filled = np.where(np.isnan(linear), np.nanmedian(linear), linear)[..., None]
+    whole = apply_preprocessing(to_unit(filled, options), steps)[:, :202, 0]
+    area = cv2.resize(whole, (101, 75), interpolation=cv2.INTER_AREA)  # as `resize` shrinks training tiles
+    assert np.abs(values - np.round(area * 255))[valid].max() <= 1
+
+    # An 8-bit tile through the command: training's resize of it to the model's size, translated whole.
+    tile = _scene(64, 64, seed=4)
+    write_png(tmp_path / "tile.png", tile / 255.0)
+    model_path = tmp_path / "identity.keras"
+    _identity_generator(32).save(model_path)
+    out = tmp_path / "tile_out.png"
+    assert main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out),
+                 "--downsample", "2"]) == 0
+    trained_on = resize(to_unit(tile[..., None]), 32)[..., 0]
+    assert np.abs(read_image(out)[..., 0].astype(int) - np.round(trained_on * 255)).max() <= 1
+    assert main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out),
+                 "--downsample", "0"]) == 1
+    assert capsys.readouterr().err.strip().endswith("error: Expected --downsample of at least 1, received 0")
 
 
 def test_translate_command_on_a_folder_of_50_images(tmp_path, capsys):

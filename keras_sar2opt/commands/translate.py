@@ -27,6 +27,11 @@ def register(subparsers):
     )
     add_preprocessing_options(parser)
     add_sar_scaling_options(parser)
+    parser.add_argument(
+        "--downsample", type=int, default=1, metavar="K",
+        help="average K x K pixels first, for a model trained on tiles resized by 1/K (e.g. 2 for 256-px tiles "
+        "at 128 px): the ground resolution it learned; outputs are K times smaller (default 1)",
+    )
     parser.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default tile/4)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--grid", action="store_true", help="also write <name>_grid.png: input beside output")
@@ -40,13 +45,14 @@ def register(subparsers):
 def run(args):
     from keras_sar2opt.inference import load_generator, plan_outputs, translate_paths
 
-    if args.batch_size < 1:
-        raise Sar2OptError(f"Expected --batch-size of at least 1, received {args.batch_size}")
+    for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
+        if value < 1:
+            raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
     plan_outputs(args.inputs, args.output)  # fail on bad paths before loading the model
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
     written = translate_paths(
         model, args.inputs, args.output, steps=preprocessing_steps(args), sar_options=sar_options(args),
-        overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,
+        downsample=args.downsample, overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")
     return 0
