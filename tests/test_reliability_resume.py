@@ -124,6 +124,8 @@ def test_resume_refuses_a_corrupt_last_checkpoint_and_falls_back_to_the_previous
     last = run / "checkpoints" / "last.keras"
     with open(last, "r+b") as handle:
         handle.truncate(last.stat().st_size // 2)
+    # copytree made best.keras (epoch 3) a copy; as the hard link it was, it would be cut short too.
+    (run / "checkpoints" / "best.keras").unlink()
 
     # In a process of its own, so the run's deterministic ops apply as they did to the straight run.
     done = subprocess.run([sys.executable, "-m", "keras_sar2opt.cli", "train", "--resume", str(run),
@@ -233,6 +235,12 @@ def test_a_copied_best_checkpoint_newer_than_the_previous_replaces_a_corrupt_las
     assert (found.path.name, found.epoch) == ("best.keras", 2)
     assert "resuming from " + str(folder / "best.keras") + " (epoch 2)" in caplog.text
     assert (folder / "last.keras.corrupt").exists()
+    # The run was finished: nothing to train, and pruning keeps epoch 2 as last.keras.
+    reopened.mark_finished(2, stopped_early=False)
+    reopened.keep_last_only()
+    assert sorted(p.name for p in folder.iterdir()) == ["last.keras", "last.keras.corrupt", "manifest.json"]
+    pruned = CheckpointStore(folder)
+    assert pruned.read() and pruned.latest().epoch == 2
 
 
 def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):

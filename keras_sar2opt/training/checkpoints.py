@@ -146,11 +146,17 @@ class CheckpointStore:
         self._write_manifest()
 
     def keep_last_only(self):
-        """Delete last.prev.keras and best.keras of a finished run (rerunning it trains nothing and
-        needs last.keras alone); returns the bytes freed."""
+        """Keep the newest checkpoint of a finished run as last.keras and delete the others (rerunning
+        it trains nothing and needs last.keras alone); returns the bytes freed."""
         if not self.finished:
             raise Sar2OptError(f"Expected a finished run in {self.directory}, received one still to resume")
         before = self.bytes_on_disk()
+        if LAST not in self.files:  # resumed from another checkpoint after a corrupt last.keras
+            kept = [name for name in (PREVIOUS, BEST) if name in self.files]
+            if kept:
+                newest = max(kept, key=lambda name: self.entries[self.files[name]]["epoch"])
+                os.replace(self._path(newest), self._path(LAST))
+                self.files[LAST] = self.files.pop(newest)
         for name in (PREVIOUS, BEST):
             self._path(name).unlink(missing_ok=True)
             self.files.pop(name, None)
