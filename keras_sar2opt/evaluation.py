@@ -241,6 +241,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
+    from keras_sar2opt.data.io import check_value_range
     from keras_sar2opt.data.loading import warn_if_optical_is_dark
     from keras_sar2opt.inference import load_generator, tile_size
 
@@ -259,6 +260,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         optical_range = run.get("optical_range") if optical_range is None else optical_range
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
+    check_value_range("optical-range", optical_range)  # before the model loads
     pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
     warn_if_optical_is_dark(pairs, optical_range)
     if isinstance(model, (str, os.PathLike)):

@@ -75,8 +75,10 @@ def test_optical_range_maps_stored_values_to_unit():
     floats = np.array([[[0.0, 0.15, 0.3, 0.6]]], np.float32)
     np.testing.assert_allclose(optical_to_unit(floats, (0.0, 0.3)), [[[0.0, 0.5, 1.0, 1.0]]], atol=1e-6)
     np.testing.assert_array_equal(optical_to_unit(reflectance), to_unit(reflectance))
-    with pytest.raises(Sar2OptError, match=r"Expected db_range as \[low, high\] with low < high, received \[0, -25\]"):
+    with pytest.raises(Sar2OptError, match=r"db_range as \[low, high\] finite with low < high, received \[0, -25\]"):
         to_unit(floats, {"db_range": [0, -25]})
+    with pytest.raises(Sar2OptError, match=r"received \[0, inf\]"):
+        to_unit(floats, {"db_range": [0, float("inf")]})
 
 
 def test_channels_to_three_and_one():

@@ -131,16 +131,21 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     np.testing.assert_allclose(ranged[0], stored / 1000.0 - 1.0, atol=1e-5)
     sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_range=[0, 2000], workers=1)
     np.testing.assert_array_equal(sequence[0][1], ranged)
-    with pytest.raises(Sar2OptError, match=r"Expected optical_range as \[low, high\] with low < high, received \[5\]"):
+    with pytest.raises(Sar2OptError, match=r"optical-range as \[low, high\] finite with low < high, received \[5\]"):
         make_dataset(reflectance_pairs, 16, 2, training=False, optical_range=[5])
 
     with caplog.at_level("WARNING"):
         warn_if_optical_is_dark(reflectance_pairs, None)
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
-    assert str(reflectance_pairs[0].optical) in message and "pass --optical-range 0 19" in message
+    assert str(reflectance_pairs[0].optical) in message
+    assert f"use values up to {np.percentile(stored, 99):.0f} of their type's 65535" in message
+    assert f"pass --optical-range 0 {np.percentile(stored, 99):.0f} (or" in message
     caplog.clear()
     with caplog.at_level("WARNING"):
         warn_if_optical_is_dark(reflectance_pairs, [0, 2000])  # scaled as asked
         warn_if_optical_is_dark([Pair("8-bit", reflectance_pairs[0].sar, reflectance_pairs[0].sar)], None)
+        empty = reflectance_pairs[0].optical.with_name("empty.png")
+        cv2.imwrite(str(empty), np.zeros((16, 16, 3), np.uint16))
+        warn_if_optical_is_dark([Pair("empty", reflectance_pairs[0].sar, empty)], None)  # no range to suggest
     assert not caplog.records

@@ -67,6 +67,6 @@ def add_optical_scaling_options(parser):
     """--optical-range: how stored optical values are scaled to [0, 1]."""
     parser.add_argument_group("optical scaling to [0, 1]").add_argument(
         "--optical-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
-        help="stored optical values mapped to [0, 1], e.g. 0 3000 for Sentinel-2 L2A reflectance x10000 "
-        "(default: by bit depth, 8-bit 0..255 and 16-bit 0..65535)",
+        help="stored optical values mapped to [0, 1], e.g. 0 3000 for Sentinel-2 reflectance x10000 (1000 4000 "
+        "from processing baseline 04.00 on; default: integers by bit depth, floats in [0, 1] as they are)",
     )

@@ -28,9 +28,12 @@ def register(subparsers):
     parser.add_argument("--work", metavar="DIR",
                         help="folder of the run and evaluation folders (default runs/reproduce-SCALE)")
     parser.add_argument("--data-source", metavar="PATH",
-                        help="source-domain dataset (Pix2Pix pre-training; the report's Sentinel-1/2)")
+                        help="source-domain dataset (Pix2Pix pre-training; the report's Sentinel-1/2), read with "
+                        "the default scaling: 8-bit images as the report's datasets are (for float SAR or "
+                        "16-bit optical, run the experiments with train's scaling options instead)")
     parser.add_argument("--data-target", metavar="PATH",
-                        help="target-domain dataset (GANs, transfer and fine-tuning; the report's QXSLAB-SAROPT)")
+                        help="target-domain dataset (GANs, transfer and fine-tuning; the report's QXSLAB-SAROPT), "
+                        "read as --data-source")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="(default float32)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
     parser.set_defaults(func=run)

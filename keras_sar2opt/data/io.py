@@ -217,15 +217,15 @@ def check_sar_options(sar_options):
 
 
 def check_value_range(name, value):
-    """Raise Sar2OptError unless `value` is None or a [low, high] pair of numbers with low < high."""
+    """Raise Sar2OptError unless `value` is None or a [low, high] pair of finite numbers with low < high."""
     if value is None:
         return
     try:
-        valid = len(value) == 2 and float(value[0]) < float(value[1])
+        valid = len(value) == 2 and bool(np.isfinite(np.float64(value)).all()) and float(value[0]) < float(value[1])
     except (TypeError, ValueError):
         valid = False
     if not valid:
-        raise Sar2OptError(f"Expected {name} as [low, high] with low < high, received {value!r}")
+        raise Sar2OptError(f"Expected {name} as [low, high] finite with low < high, received {value!r}")
 
 
 def scale_to_unit(values, low, high):

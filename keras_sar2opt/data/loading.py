@@ -69,7 +69,7 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
         raise Sar2OptError(f"Expected 1 or 3 SAR channels, received {sar_channels!r}")
     # Bad options fail here, with their own message, rather than inside tf.data.
     check_sar_options(sar_options or {})
-    check_value_range("optical_range", optical_range)
+    check_value_range("optical-range", optical_range)
     apply_preprocessing(np.full((8, 8, 1), 0.5, np.float32), preprocessing)
 
 
@@ -84,7 +84,7 @@ def warn_if_optical_is_dark(pairs, optical_range):
         return
     high = float(np.percentile(image, 99))
     top = np.iinfo(image.dtype).max
-    if high < DARK_FRACTION * top:
+    if 0 < high < DARK_FRACTION * top:  # an empty (all-zero) tile says nothing
         logger.warning(
             f"Optical images such as {path} use values up to {high:.0f} of their type's {top}: scaled by "
             f"bit depth they come out dark; pass --optical-range 0 {high:.0f} (or your sensor's range)"
