@@ -531,6 +531,8 @@ def plan_outputs(inputs, out):
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     if single_file and out.suffix.lower() in IMAGE_EXTENSIONS and out.suffix.lower() not in WRITABLE:
         raise Sar2OptError(f"Expected -o to end in {', '.join(WRITABLE)} (or to be a folder), received {out}")
+    if not single_file and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir():
+        raise Sar2OptError(f"Expected -o to be a folder for several inputs or a folder input, received {out}")
     sources, resolved_out = [], out.resolve()
     for item in map(Path, inputs):
         if item.is_dir():

@@ -253,6 +253,18 @@ def test_translate_errors(tmp_path, capsys):
         plan_outputs([tmp_path / "absent"], tmp_path / "out")
     with pytest.raises(Sar2OptError, match="tile overlap"):
         translate_array(smoothing_generator(32), np.zeros((40, 40, 3), np.float32), overlap=32)
+    # Bad options and outputs are refused before the model (here a missing file) is read.
+    write_png(tmp_path / "second.png", np.zeros((8, 8)))
+    translate = ["translate", "--model", str(tmp_path / "none.keras"), str(tmp_path / "in.png")]
+    for extra, message in (
+        (["-o", "x.png", "--percentiles", "99", "1"], "percentiles as [low, high] finite with low < high, received"),
+        (["-o", "x.png", "--median", "4"], "odd positive filter window, received 4 (preprocessing step median)"),
+        ([str(tmp_path / "second.png"), "-o", str(tmp_path / "x.tif")],
+         f"Expected -o to be a folder for several inputs or a folder input, received {tmp_path / 'x.tif'}"),
+    ):
+        assert main([*translate, *extra]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
 
 
 def _identity_generator(tile):

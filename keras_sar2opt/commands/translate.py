@@ -43,15 +43,21 @@ def register(subparsers):
 
 
 def run(args):
+    from keras_sar2opt.data.io import check_sar_options
+    from keras_sar2opt.data.preprocess import check_preprocessing
     from keras_sar2opt.inference import load_generator, plan_outputs, translate_paths
 
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
         if value < 1:
             raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
-    plan_outputs(args.inputs, args.output)  # fail on bad paths before loading the model
+    steps, scaling = preprocessing_steps(args), sar_options(args)
+    # Bad options and paths fail here, before the model loads.
+    check_sar_options(scaling or {})
+    check_preprocessing(steps)
+    plan_outputs(args.inputs, args.output)
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
     written = translate_paths(
-        model, args.inputs, args.output, steps=preprocessing_steps(args), sar_options=sar_options(args),
+        model, args.inputs, args.output, steps=steps, sar_options=scaling,
         downsample=args.downsample, overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")

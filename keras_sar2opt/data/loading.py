@@ -13,7 +13,7 @@ from keras_sar2opt.data.io import (
     to_channels,
     to_unit,
 )
-from keras_sar2opt.data.preprocess import apply_preprocessing
+from keras_sar2opt.data.preprocess import apply_preprocessing, check_preprocessing
 from keras_sar2opt.errors import Sar2OptError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
     # Bad options fail here, with their own message, rather than inside tf.data.
     check_sar_options(sar_options or {})
     check_value_range("optical-range", optical_range)
-    apply_preprocessing(np.full((8, 8, 1), 0.5, np.float32), preprocessing)
+    check_preprocessing(preprocessing)
 
 
 def warn_if_optical_is_dark(pairs, optical_range):

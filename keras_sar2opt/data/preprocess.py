@@ -169,5 +169,13 @@ def apply_preprocessing(image, steps):
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise Sar2OptError(f"Expected options of {name} among {', '.join(allowed)}, received {', '.join(unknown)}")
-        image = PREPROCESSORS[name](image, **options)
+        try:
+            image = PREPROCESSORS[name](image, **options)
+        except Sar2OptError as error:
+            raise Sar2OptError(f"{error} (preprocessing step {name})") from None
     return image
+
+
+def check_preprocessing(steps):
+    """Raise Sar2OptError, naming the step, for steps that cannot be applied (checked on an 8x8 image)."""
+    apply_preprocessing(np.full((8, 8, 1), 0.5, np.float32), steps)
