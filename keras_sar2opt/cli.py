@@ -30,6 +30,8 @@ COMMANDS = (
     reproduce,
     benchmark,
 )
+# Commands that continue where they stopped when rerun after an interruption.
+RESUMABLE_COMMANDS = ("train", "reproduce")
 
 
 def _one_line_errors(parser):
@@ -74,7 +76,9 @@ def main(argv=None):
         print(f"sar2opt {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"sar2opt {args.command}: interrupted", file=sys.stderr)
+        resumable = args.command in RESUMABLE_COMMANDS
+        hint = "; rerun the same command to continue where it stopped" if resumable else ""
+        print(f"sar2opt {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -241,7 +241,8 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
-    from keras_sar2opt.data.io import check_value_range
+    from keras_sar2opt.data.io import check_sar_options, check_value_range
+    from keras_sar2opt.data.preprocess import check_preprocessing
     from keras_sar2opt.data.loading import warn_if_optical_is_dark
     from keras_sar2opt.inference import load_generator, tile_size
 
@@ -255,12 +256,21 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         if run is None:
             raise Sar2OptError(f"{expected} {split_file} without a config.json beside it")
         data = run["data"]
+        if not Path(data).exists():
+            raise Sar2OptError(
+                f"Expected the run's data {data} (recorded in {Path(split_file).with_name('config.json')}), "
+                "received nothing there; if it moved, pass --data NEW_PATH"
+            )
     if run is not None:
         sar_options = run.get("sar_options") if sar_options is None else sar_options
         optical_range = run.get("optical_range") if optical_range is None else optical_range
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
-    check_value_range("optical-range", optical_range)  # before the model loads
+    steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
+    # Bad options fail here, before the model loads.
+    check_sar_options(sar_options or {})
+    check_value_range("optical-range", optical_range)
+    check_preprocessing(steps)
     pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
     warn_if_optical_is_dark(pairs, optical_range)
     if isinstance(model, (str, os.PathLike)):
@@ -268,7 +278,6 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         model = load_generator(model, upsample_mode=upsample_mode)
     else:
         model_name = model.name
-    steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
     frame, samples, fid = evaluate_pairs(
         model, pairs, preprocessing=steps, sar_options=sar_options, optical_range=optical_range,
         batch_size=batch_size, inception_weights=inception_weights, sample_rows=sample_rows, progress=progress,

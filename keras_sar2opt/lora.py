@@ -175,9 +175,10 @@ def _resolve(model, layers, names, option, convolutions=False):
             ]
         if not matches:
             kind = "convolutions" if convolutions else "layers"
+            blocks = dict.fromkeys(name.split("_")[0] for name in layers)
             raise Sar2OptError(
-                f"Expected {option} to name {kind} or block prefixes of model {model.name!r}, "
-                f"received {entry!r}"
+                f"Expected {option} to name {kind} or block prefixes of model {model.name!r} "
+                f"({', '.join(blocks)}), received {entry!r}"
             )
         resolved.update((layer.name, layer) for layer in matches)
     return resolved

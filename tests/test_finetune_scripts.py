@@ -152,5 +152,7 @@ def test_unknown_also_trained_layer_fails_before_data_is_written(pretrained, tmp
             "--out", str(out)]
     assert main(argv) == 1
     error = capsys.readouterr().err
-    assert "Expected also_train to name layers or block prefixes of model 'pix2pix_generator', received 'dec9'" in error
+    blocks = ", ".join([f"enc{k}" for k in range(1, 9)] + [f"dec{k}" for k in range(1, 9)] + ["head"])
+    assert f"Expected also_train to name layers or block prefixes of model 'pix2pix_generator' ({blocks}), " \
+           "received 'dec9'" in error
     assert not out.exists()

@@ -3,6 +3,7 @@
 import collections
 import json
 import logging
+import os
 import sys
 
 import numpy as np
@@ -175,6 +176,7 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
     run = json.loads((out / "config.json").read_text())["run"]
     assert run["split_group"] == r"(\d)$"
     assert run["command"] == sys.orig_argv  # the interpreter too: the command runs again as recorded
+    assert run["cwd"] == os.getcwd()  # where its relative paths start
 
 
 def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one(tmp_path, cli_error, caplog):
@@ -206,16 +208,44 @@ def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one
     found = str(find_pairs(grown).root.resolve())
     assert f"Resuming {out} on the pairs of {found}; the run was trained on {trained_on}" in caplog.messages
 
+    # Its data moved: --resume says so, and takes the new place as --data; evaluate likewise.
+    moved = grown.rename(tmp_path / "moved")
+    line = cli_error(["train", "--resume", str(out), "--epochs", "4", "--verbose", "0"])
+    assert line.endswith(f"Expected the run's data {found} (recorded in {out / 'config.json'}), received nothing "
+                         "there; if it moved, pass --data NEW_PATH beside --resume")
+    evaluation = ["evaluate", "--model", str(out / "generator.keras"), "--split-file", str(out / "split.json")]
+    line = cli_error([*evaluation, "-o", str(tmp_path / "eval")])
+    assert line.endswith(f"Expected the run's data {found} (recorded in {out / 'config.json'}), received nothing "
+                         "there; if it moved, pass --data NEW_PATH")
+    assert main(["train", "--resume", str(out), "--data", str(moved), "--epochs", "4", "--verbose", "0"]) == 0
+    assert len(pd.read_csv(out / "history.csv")) == 4
+    assert main([*evaluation, "-o", str(tmp_path / "eval")]) == 0  # config.json now names the new place
+
 
 def test_resume_of_a_fine_tuning_run_gives_the_command_that_resumes_it(tmp_path, cli_error):
     out = tmp_path / "run"
     out.mkdir()
-    command = ["train_finetune_full.py", "--generator", "g 1.pth", "--data", "qx", "--output", str(out)]
-    settings = {"experiment": get_experiment("finetune-full").to_dict(), "run": {"data": "qx", "command": command}}
+    command = ["train_finetune_full.py", "--generator", "g 1.pth", "--data", "qx", "--output", "run"]
+    run = {"data": "qx", "command": command, "cwd": str(tmp_path / "my data")}
+    settings = {"experiment": get_experiment("finetune-full").to_dict(), "run": run}
     (out / "config.json").write_text(json.dumps(settings))
     line = cli_error(["train", "--resume", str(out)])
     assert line.endswith(f"received the fine-tuning run {out}, which resumes by rerunning its command: "
-                         f"train_finetune_full.py --generator 'g 1.pth' --data qx --output {out}")
+                         f"cd '{tmp_path / 'my data'}' && train_finetune_full.py --generator 'g 1.pth' --data qx "
+                         "--output run")
+
+
+def test_an_interrupted_training_says_how_to_continue(monkeypatch, capsys):
+    from keras_sar2opt.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_run, "train_experiment", interrupted)
+    assert main([*TRAIN, "--epochs", "1"]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "sar2opt train: interrupted; rerun the same command to continue where it stopped"
+    )
 
 
 def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
@@ -228,9 +258,9 @@ def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["--batch-size", "4", "--no-augment", "-o", "x"], "Expected only --epochs and --verbose beside --resume (the "
-                                                             "run's config.json holds the rest), received --output, "
-                                                             "--batch-size, --no-augment"),
+        (["--batch-size", "4", "--no-augment", "-o", "x"], "Expected only --epochs, --verbose and --data beside "
+                                                             "--resume (the run's config.json holds the rest), "
+                                                             "received --output, --batch-size, --no-augment"),
         (["--experiment", "wgan"], "Expected a run of 'wgan' to resume, received {out}/config.json of 'patchgan'"),
     ],
 )

@@ -57,7 +57,8 @@ def register(subparsers):
     parser.add_argument("--experiment", choices=list(EXPERIMENTS), help="the named configuration")
     parser.add_argument(
         "--resume", metavar="RUN_DIR",
-        help="continue the run in RUN_DIR with the settings of its config.json (fine-tuning runs: rerun their command)",
+        help="continue the run in RUN_DIR with the settings of its config.json (--data: where its dataset is now, "
+        "if it moved; fine-tuning runs: rerun their command)",
     )
     parser.add_argument(
         "--data", metavar="PATH", help="dataset: QXSLAB-SAROPT, SEN1-2, SAR2Optical, two folders or a CSV"
@@ -160,7 +161,7 @@ def _check_experiment_options(args):
 
 
 # Options that may accompany --resume; the others come from the run's config.json.
-RESUME_OPTIONS = ("command", "func", "experiment", "resume", "epochs", "verbose")
+RESUME_OPTIONS = ("command", "func", "experiment", "resume", "epochs", "verbose", "data")
 
 
 def _resume(args):
@@ -171,11 +172,11 @@ def _resume(args):
         spelled = {"augment": "--no-augment", "out": "--output"}
         flags = ", ".join(spelled.get(name, "--" + name.replace("_", "-")) for name in given)
         raise Sar2OptError(
-            f"Expected only --epochs and --verbose beside --resume (the run's config.json holds the rest), "
+            f"Expected only --epochs, --verbose and --data beside --resume (the run's config.json holds the rest), "
             f"received {flags}"
         )
     verbose = "auto" if args.verbose is None else args.verbose
-    return resume_run(args.resume, epochs=args.epochs, verbose=verbose, experiment=args.experiment)
+    return resume_run(args.resume, epochs=args.epochs, verbose=verbose, experiment=args.experiment, data=args.data)
 
 
 def run(args):

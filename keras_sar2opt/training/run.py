@@ -305,6 +305,7 @@ def run_settings(config, pair_set, split, synthetic, distribution, out, **option
             **options,
             "out": os.fspath(out.resolve()),
             "command": sys.orig_argv,  # with the interpreter, so it can be run again as it stands
+            "cwd": os.getcwd(),  # where its relative paths start
         },
         "seed": config.seed,
         "split": {name: [pair.name for pair in pairs] for name, pairs in split.items()},
@@ -430,11 +431,12 @@ def experiment_from_dict(recorded):
     return dataclasses.replace(base, **values)
 
 
-def resume_run(run_dir, epochs=None, verbose="auto", experiment=None):
+def resume_run(run_dir, epochs=None, verbose="auto", experiment=None, data=None):
     """Continue the run in `run_dir` with the settings of its config.json; returns its Path.
 
     epochs: a new total number of epochs (to train a finished run further), or None.
-    experiment: when given, the experiment name the run must have.
+    experiment: when given, the experiment name the run must have. data: where the run's dataset
+    is now, when it moved (default: the recorded one).
     """
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
@@ -446,21 +448,32 @@ def resume_run(run_dir, epochs=None, verbose="auto", experiment=None):
         run = recorded["run"]
         options = {key: run[key] for key in RUN_OPTIONS if key in run}
         synthetic = run.get("synthetic")
-        data, pairs = (None, synthetic["pairs"]) if synthetic else (run["data"], DEFAULT_PAIRS)
+        recorded_data, pairs = (None, synthetic["pairs"]) if synthetic else (run["data"], DEFAULT_PAIRS)
         preset = synthetic.get("preset", SYNTHETIC_PRESET) if synthetic else SYNTHETIC_PRESET
     except (KeyError, TypeError) as error:
         raise Sar2OptError(f"Expected the settings of a run in {path}, received no {error}") from None
     if experiment is not None and experiment != config.name:
         raise Sar2OptError(f"Expected a run of {experiment!r} to resume, received {path} of {config.name!r}")
     if config.pretrained:
-        command = run.get("command")
+        command, cwd = run.get("command"), run.get("cwd")
+        where = f"cd {shlex.quote(cwd)} && " if isinstance(cwd, str) else ""
         raise Sar2OptError(
             f"Expected a run that --resume continues, received the fine-tuning run {run_dir}, which resumes by "
-            "rerunning its command" + (f": {shlex.join(command)}" if isinstance(command, list) else "")
+            "rerunning its command" + (f": {where}{shlex.join(command)}" if isinstance(command, list) else "")
+        )
+    if data is not None and synthetic:
+        raise Sar2OptError(f"Expected no --data to resume {run_dir}, received {data}: it trains on synthetic pairs")
+    if data is None and recorded_data is not None and not Path(recorded_data).exists():
+        raise Sar2OptError(
+            f"Expected the run's data {recorded_data} (recorded in {path}), received nothing there; "
+            "if it moved, pass --data NEW_PATH beside --resume"
         )
     if epochs is not None:
         config = config.with_overrides(epochs=epochs)
-    return train_experiment(config, data, run_dir, pairs=pairs, preset=preset, verbose=verbose, **options)
+    return train_experiment(
+        config, recorded_data if data is None else data, run_dir, pairs=pairs, preset=preset, verbose=verbose,
+        **options,
+    )
 
 
 def make_callbacks(out, store, sample_batch, *, sample_every, tensorboard, early_stopping, history):
