@@ -44,6 +44,9 @@ OVERVIEW_PIXELS = 1 << 20
 # GDAL's block cache (MB) while a scene is translated; its default is 5% of the machine's memory.
 GDAL_CACHE_MB = 256
 GRID_MAX_SIDE = 1024
+# GeoTIFF outputs get overviews (2x, 4x, ...) down to about this side, so GIS software shows a
+# whole scene without reading every pixel.
+OVERVIEW_MIN_SIDE = 256
 GRID_GAP = 8
 
 
@@ -393,7 +396,8 @@ class _GeoTIFFSource:
 
 
 class _GeoTIFFSink:
-    """An 8-bit GeoTIFF written row window by row window, georeferenced like the input; removed on error."""
+    """An 8-bit GeoTIFF written row window by row window, georeferenced like the input, with
+    averaged overviews (see OVERVIEW_MIN_SIDE); removed on error."""
 
     def __init__(self, path, height, width, channels, georeference):
         import rasterio
@@ -424,9 +428,23 @@ class _GeoTIFFSink:
         return self
 
     def __exit__(self, error_type, *_):
-        self.dataset.close()
-        if error_type is not None:
-            self.path.unlink(missing_ok=True)
+        try:
+            if error_type is None:
+                self._build_overviews()
+        finally:
+            self.dataset.close()
+            if error_type is not None:
+                self.path.unlink(missing_ok=True)
+
+    def _build_overviews(self):
+        from rasterio.enums import Resampling
+
+        factors, side = [], max(self.dataset.height, self.dataset.width)
+        while side // (2 ** (len(factors) + 1)) >= OVERVIEW_MIN_SIDE:
+            factors.append(2 ** (len(factors) + 1))
+        if factors:
+            self.dataset.build_overviews(factors, Resampling.average)
+            self.dataset.update_tags(ns="rio_overview", resampling="average")
 
 
 class _MaskedSink:

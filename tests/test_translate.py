@@ -213,6 +213,24 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     assert capsys.readouterr().err.strip().endswith("error: Expected --downsample of at least 1, received 0")
 
 
+def test_scene_outputs_carry_averaged_overviews_down_to_256_pixels(tmp_path):
+    scene = _scene(300, 1100, seed=6)
+    scene[:50, :100] = 0  # nodata
+    src, dst = tmp_path / "scene.tif", tmp_path / "out.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=300, width=1100, count=1, dtype="uint8", crs=CRS,
+                       transform=TRANSFORM, nodata=0) as dataset:
+        dataset.write(scene, 1)
+    translate_file(_identity_generator(64), src, dst, progress=False)
+    with rasterio.open(dst) as result:
+        assert result.overviews(1) == [2, 4] and result.tags(ns="rio_overview") == {"resampling": "average"}
+        full, quarter = result.read(1).astype(float), result.read(1, out_shape=(75, 275)).astype(float)
+        quarter_mask = result.read_masks(1, out_shape=(75, 275))
+    assert (quarter_mask[:12, :25] == 0).all() and (quarter_mask[13:, 26:] == 255).all()
+    blocks = full[:300, :1100].reshape(75, 4, 275, 4).mean(axis=(1, 3))
+    error = np.abs(quarter - blocks)[13:, 26:]  # GDAL averages 8-bit levels from each other: rounding adds up
+    assert error.mean() < 0.5 and error.max() <= 3.0
+
+
 def test_translate_command_on_a_folder_of_50_images(tmp_path, capsys):
     folder = tmp_path / "sar"
     for i in range(50):
