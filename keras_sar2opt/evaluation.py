@@ -192,6 +192,18 @@ def describe_steps(steps):
     return " → ".join(parts) or "none"
 
 
+def describe_scaling(sar_options, optical_range):
+    """How SAR and optical values were scaled to [0, 1], e.g. "SAR input db, db_range -25..0;
+    optical 0..3000"."""
+
+    def value_text(value):
+        return f"{value[0]:g}..{value[1]:g}" if isinstance(value, (list, tuple)) else str(value)
+
+    sar = ", ".join(f"{key} {value_text(value)}" for key, value in (sar_options or {}).items()) or "auto"
+    optical = value_text(optical_range) if optical_range is not None else "by bit depth"
+    return f"SAR {sar}; optical {optical}"
+
+
 def summary_markdown(summary):
     """summary.md: the settings and one row per metric with mean ± std."""
     lines = [
@@ -202,6 +214,7 @@ def summary_markdown(summary):
         + (f", from `{summary['split_file']}`" if summary["split_file"] else "")
         + (f"; {summary['skipped']} bad pairs of the dataset left out (`{SKIPPED}`)" if summary.get("skipped") else ""),
         f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",
+        f"- Scaling to [0, 1]: {describe_scaling(summary['sar_options'], summary.get('optical_range'))}",
         f"- Image size: {summary['image_size']} px (the generator's input; pairs are resized to it)",
     ]
     if summary["role"]:
@@ -242,8 +255,8 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     sample_rows: pairs shown in samples.png.
     """
     from keras_sar2opt.data.io import check_sar_options, check_value_range
-    from keras_sar2opt.data.preprocess import check_preprocessing
     from keras_sar2opt.data.loading import warn_if_optical_is_dark
+    from keras_sar2opt.data.preprocess import check_preprocessing
     from keras_sar2opt.inference import load_generator, tile_size
 
     if role is not None and role not in EVALUATION_FIGURES:

@@ -151,6 +151,8 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     run = json.loads((out / "config.json").read_text())["run"]
     assert summary["dataset"]["path"] == run["data"] and summary["pairs"] == run["pairs"]["test"]
     assert summary["sar_options"] == expected and summary["optical_range"] == [0.0, 200.0]
+    markdown = (tmp_path / "eval" / "summary.md").read_text()
+    assert "- Scaling to [0, 1]: SAR input image, percentiles 2..98; optical 0..200\n" in markdown
     given = ["--sar-input", "image", "--optical-range", "0", "255"]
     assert main([*evaluation, "-o", str(tmp_path / "eval-db"), *given]) == 0
     summary = json.loads((tmp_path / "eval-db" / "summary.json").read_text())

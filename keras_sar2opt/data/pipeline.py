@@ -50,8 +50,8 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
     cache: True keeps decoded, resized pairs in memory (S*S*(3+C)*4 bytes each); a path caches
     them on disk; when training from a cache the pairs are stored in a seeded random order and
     reshuffled each epoch through a buffer of `CACHED_SHUFFLE_BUFFER` pairs.
-    sar_options, preprocessing, sar_channels, optical_range: see `load_pair`. `keras_sar2opt.data.pydataset` is the
-    same pipeline without TensorFlow.
+    sar_options, preprocessing, sar_channels, optical_range: see `load_pair`.
+    `keras_sar2opt.data.pydataset` is the same pipeline without TensorFlow.
     """
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
     check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_range)
