@@ -28,6 +28,7 @@ from keras_sar2opt.data.io import (
 from keras_sar2opt.data.layouts import dataset_sar_files
 from keras_sar2opt.data.preprocess import apply_preprocessing
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports import files
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,28 @@ def load_generator(path, *, upsample_mode="nearest"):
 
     model = load_keras_model(path)
     return model.generator if isinstance(model, AdversarialModel) else model
+
+
+def warn_if_resolution_differs(model_path, model, downsample):
+    """Warn when `model_path` lies in a training run (the run folder, its generator.keras or a
+    checkpoint) whose tiles were resized by another factor than `downsample`: translating then
+    works at another ground resolution than the model learned."""
+    path = Path(model_path).resolve()
+    run_dir = next((folder for folder in (path, path.parent, path.parent.parent)
+                    if (folder / "config.json").is_file()), None)
+    if run_dir is None:
+        return
+    run = files.read_json(run_dir / "config.json", "config.json of the model's run").get("run")
+    tile = run.get("tile_size") if isinstance(run, dict) else None
+    if not tile:
+        return
+    size = tile_size(model)
+    factor = max(1, round(min(tile) / size))
+    if factor != downsample:
+        logger.warning(
+            f"{run_dir.name} learned {tile[0]}x{tile[1]} tiles resized to {size}x{size} px; pass --downsample "
+            f"{factor} to translate at that ground resolution (now --downsample {downsample})"
+        )
 
 
 # Keras's load errors can carry the whole model config; a one-line error keeps its start.
@@ -606,4 +629,5 @@ __all__ = [
     "translate_file",
     "translate_paths",
     "translate_strips",
+    "warn_if_resolution_differs",
 ]

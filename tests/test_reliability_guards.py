@@ -176,7 +176,7 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
                 or last_digits["val"] & last_digits["test"])
     assert sum(len(split[name]) for name in last_digits) == 12
     run = json.loads((out / "config.json").read_text())["run"]
-    assert run["split_group"] == r"(\d)$"
+    assert run["split_group"] == r"(\d)$" and run["tile_size"] == [32, 32]
     assert run["command"] == sys.orig_argv  # the interpreter too: the command runs again as recorded
     assert run["cwd"] == os.getcwd()  # where its relative paths start
 

@@ -1,5 +1,7 @@
 """Translation: tiled whole scenes without seams, georeferencing kept, preprocessing, folders, the command."""
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -171,7 +173,7 @@ def test_translate_without_sar_options_scales_float_sar_as_training_does(tmp_pat
     ]
 
 
-def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(tmp_path, capsys):
+def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(tmp_path, capsys, caplog):
     """--downsample 2 averages 2x2 pixels after preprocessing, as training's area resize of 256-px
     tiles to 128 px does; a scene keeps its georeferencing at twice the pixel size, nodata masked."""
     from keras_sar2opt.data.loading import resize
@@ -201,13 +203,24 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     # An 8-bit tile through the command: training's resize of it to the model's size, translated whole.
     tile = _scene(64, 64, seed=4)
     write_png(tmp_path / "tile.png", tile / 255.0)
-    model_path = tmp_path / "identity.keras"
+    run = tmp_path / "run"  # a run that trained on 64-px tiles resized to 32 px
+    run.mkdir()
+    (run / "config.json").write_text('{"run": {"tile_size": [64, 64]}}')
+    model_path = run / "generator.keras"
     _identity_generator(32).save(model_path)
     out = tmp_path / "tile_out.png"
-    assert main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out),
-                 "--downsample", "2"]) == 0
+    translate = ["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out)]
+    with caplog.at_level(logging.WARNING):
+        assert main([*translate, "--downsample", "2"]) == 0
+    assert not [record for record in caplog.records if "--downsample" in record.getMessage()]
     trained_on = resize(to_unit(tile[..., None]), 32)[..., 0]
     assert np.abs(read_image(out)[..., 0].astype(int) - np.round(trained_on * 255)).max() <= 1
+    for model in (run, model_path):  # without --downsample, the run's resize is named
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert main([*translate[:2], str(model), *translate[3:]]) == 0
+        assert "run learned 64x64 tiles resized to 32x32 px; pass --downsample 2 to translate at that ground " \
+               "resolution (now --downsample 1)" in caplog.messages
     assert main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out),
                  "--downsample", "0"]) == 1
     assert capsys.readouterr().err.strip().endswith("error: Expected --downsample of at least 1, received 0")

@@ -45,7 +45,7 @@ def register(subparsers):
 def run(args):
     from keras_sar2opt.data.io import check_sar_options
     from keras_sar2opt.data.preprocess import check_preprocessing
-    from keras_sar2opt.inference import load_generator, plan_outputs, translate_paths
+    from keras_sar2opt.inference import load_generator, plan_outputs, translate_paths, warn_if_resolution_differs
 
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
         if value < 1:
@@ -56,6 +56,7 @@ def run(args):
     check_preprocessing(steps)
     plan_outputs(args.inputs, args.output)
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
+    warn_if_resolution_differs(args.model, model, args.downsample)
     written = translate_paths(
         model, args.inputs, args.output, steps=steps, sar_options=scaling,
         downsample=args.downsample, overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,

@@ -292,11 +292,15 @@ def versions():
 
 def run_settings(config, pair_set, split, synthetic, distribution, out, **options):
     """What config.json records: every setting, the data and its split, the seed and the versions."""
+    from keras_sar2opt.data.io import inspect_image
+
+    tile = inspect_image(split["train"][0].sar)
     return {
         "experiment": config.to_dict(),
         "run": {
             "data": os.fspath(Path(pair_set.root).resolve()),
             "layout": pair_set.layout,
+            "tile_size": [tile.height, tile.width],  # of the first training pair, before its resize
             "synthetic": synthetic,
             "pairs": {name: len(pairs) for name, pairs in split.items()},
             "skipped": len(pair_set.skipped),
