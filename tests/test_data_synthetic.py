@@ -133,8 +133,13 @@ def test_make_synthetic_command(tmp_path, capsys):
     assert "wrote 4 simulated qxslab pairs" in capsys.readouterr().out
     assert find_pairs(out).layout == "qxslab" and len(find_pairs(out)) == 4
     assert cli.main(["make-synthetic", "--preset", "sentinel", "--pairs", "3", "--size", "32",
-                     str(tmp_path / "s")]) == 0
+                     "-o", str(tmp_path / "s")]) == 0
     assert find_pairs(tmp_path / "s").layout == "sen12"
+    capsys.readouterr()
+    for outputs, given in (([], "neither"), ([str(tmp_path / "a"), "-o", str(tmp_path / "b")], "both")):
+        assert cli.main(["make-synthetic", "--preset", "qxslab", "--pairs", "4", *outputs]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.endswith(f"Expected the output folder as OUT or -o OUT, received {given}")
     assert cli.main(["make-synthetic", "--preset", "qxslab", "--pairs", "4", str(out)]) == 1
     assert f"{out}, which is not empty" in capsys.readouterr().err
     assert cli.main(["make-synthetic", "--preset", "landsat", "--pairs", "4", str(tmp_path / "x")]) == 1

@@ -1,5 +1,8 @@
 """`sar2opt make-synthetic`: write the built-in synthetic SAR/optical benchmark (DESIGN §6) in a real dataset layout."""
 
+from keras_sar2opt.errors import UsageError
+
+
 def register(subparsers):
     parser = subparsers.add_parser(
         "make-synthetic",
@@ -8,7 +11,8 @@ def register(subparsers):
         "optical image and speckled SAR image, in a real dataset's folder layout and file naming. "
         "It is simulated data for demos and tests, not real imagery.",
     )
-    parser.add_argument("out", metavar="OUT", help="new or empty output folder")
+    parser.add_argument("out", nargs="?", metavar="OUT", help="new or empty output folder")
+    parser.add_argument("-o", "--output", metavar="OUT", help="the output folder, as OUT")
     parser.add_argument("--preset", required=True, help="sensor preset: qxslab (single look) or sentinel (4 looks)")
     parser.add_argument("--pairs", required=True, type=int, metavar="N", help="number of pairs")
     parser.add_argument(
@@ -22,11 +26,14 @@ def register(subparsers):
 
 
 def run(args):
+    if (args.out is None) == (args.output is None):
+        given = "both" if args.out else "neither"
+        raise UsageError(f"Expected the output folder as OUT or -o OUT, received {given}")
     from keras_sar2opt.data.synthetic import get_preset, write_synthetic
 
     preset = get_preset(args.preset)
     layout = args.layout or preset.layout
-    out = write_synthetic(args.out, preset.name, args.pairs, layout, size=args.size, seed=args.seed)
+    out = write_synthetic(args.out or args.output, preset.name, args.pairs, layout, size=args.size, seed=args.seed)
     print(
         f"sar2opt make-synthetic: wrote {args.pairs} simulated {preset.name} pairs, {args.size}x{args.size}, "
         f"in the {layout} layout to {out} ({preset.description}; synthetic, not real imagery)"
