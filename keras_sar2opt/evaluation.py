@@ -37,13 +37,13 @@ PER_IMAGE, SUMMARY_JSON, SUMMARY_MD, SAMPLES = "per_image.csv", "summary.json", 
 SKIPPED = "skipped.csv"
 
 
-def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error"):
+def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error", optical_bands=None):
     """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, and its PairSet.
 
     The split comes from `split_file` (a run's split.json or a SAR2Optical split.json, its pairs
     matched by name), else the dataset's own split.json, else the seeded 80/10/10 split of
     `split_pairs` (as a training run with the same seed makes it). `limit` keeps the first N pairs
-    of the split.
+    of the split. Pairs are checked by `find_pairs`, optical images for `optical_bands`.
     """
     from keras_sar2opt.data import find_pairs, split_pairs
     from keras_sar2opt.data.splits import split_of
@@ -54,7 +54,7 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
         raise Sar2OptError(f"Expected --limit to be a positive integer, received {limit!r}")
     if not Path(data).exists():
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV file, received {data}")
-    pair_set = find_pairs(data, on_bad=on_bad)
+    pair_set = find_pairs(data, on_bad=on_bad, optical_bands=optical_bands)
     if split == "all":
         pairs = list(pair_set.pairs)
     else:
@@ -118,7 +118,7 @@ class _FID:
         return frechet_distance(*real, *fake)
 
 
-def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optical_range=None, batch_size=8,
+def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optical_options=None, batch_size=8,
                    inception_weights=None, sample_rows=SAMPLE_ROWS, progress=True):
     """Translate `pairs` in batches at the generator's size and measure every generated image.
 
@@ -137,7 +137,7 @@ def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optica
     fid = _FID(inception_weights) if inception_weights is not None else None
     dataset = make_dataset(
         pairs, size, batch_size, training=False, sar_options=sar_options or {}, preprocessing=preprocessing,
-        sar_channels=model.inputs[0].shape[-1], optical_range=optical_range,
+        sar_channels=model.inputs[0].shape[-1], optical_options=optical_options,
     )
     rows, samples = {name: [] for name in METRICS}, [[], [], []]
     with tqdm(total=len(pairs), desc="evaluate", unit="image", disable=not progress) as bar:
@@ -192,16 +192,23 @@ def describe_steps(steps):
     return " → ".join(parts) or "none"
 
 
-def describe_scaling(sar_options, optical_range):
+def describe_scaling(sar_options, optical_options):
     """How SAR and optical values were scaled to [0, 1], e.g. "SAR input db, db_range -25..0;
-    optical 0..3000"."""
+    optical bands 4 3 2, range 0..3000"."""
 
-    def value_text(value):
-        return f"{value[0]:g}..{value[1]:g}" if isinstance(value, (list, tuple)) else str(value)
+    def describe(options, default):
+        parts = []
+        for key, value in (options or {}).items():
+            if key == "bands":
+                text = " ".join(map(str, value))
+            elif isinstance(value, (list, tuple)):
+                text = f"{value[0]:g}..{value[1]:g}"
+            else:
+                text = str(value)
+            parts.append(f"{key} {text}")
+        return ", ".join(parts) or default
 
-    sar = ", ".join(f"{key} {value_text(value)}" for key, value in (sar_options or {}).items()) or "auto"
-    optical = value_text(optical_range) if optical_range is not None else "by bit depth"
-    return f"SAR {sar}; optical {optical}"
+    return f"SAR {describe(sar_options, 'auto')}; optical {describe(optical_options, 'by bit depth')}"
 
 
 def summary_markdown(summary):
@@ -214,7 +221,7 @@ def summary_markdown(summary):
         + (f", from `{summary['split_file']}`" if summary["split_file"] else "")
         + (f"; {summary['skipped']} bad pairs of the dataset left out (`{SKIPPED}`)" if summary.get("skipped") else ""),
         f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",
-        f"- Scaling to [0, 1]: {describe_scaling(summary['sar_options'], summary.get('optical_range'))}",
+        f"- Scaling to [0, 1]: {describe_scaling(summary['sar_options'], summary.get('optical_options'))}",
         f"- Image size: {summary['image_size']} px (the generator's input; pairs are resized to it)",
     ]
     if summary["role"]:
@@ -243,18 +250,18 @@ def write_evaluation(out, frame, samples, summary):
 
 
 def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=None, preprocessing=None,
-             sar_options=None, optical_range=None, batch_size=8, inception_weights=None, role=None,
+             sar_options=None, optical_options=None, batch_size=8, inception_weights=None, role=None,
              sample_rows=SAMPLE_ROWS, upsample_mode="nearest", on_bad=None, progress=True):
     """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
     and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
 
-    With the split.json of a training run as `split_file`, `data`, `sar_options`, `optical_range`
+    With the split.json of a training run as `split_file`, `data`, `sar_options`, `optical_options`
     and `on_bad` default to the run's (its config.json); otherwise `on_bad` defaults to "error".
 
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
-    from keras_sar2opt.data.io import check_sar_options, check_value_range
+    from keras_sar2opt.data.io import check_optical_options, check_sar_options
     from keras_sar2opt.data.loading import warn_if_optical_is_dark
     from keras_sar2opt.data.preprocess import check_preprocessing
     from keras_sar2opt.inference import load_generator, tile_size
@@ -276,23 +283,26 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
             )
     if run is not None:
         sar_options = run.get("sar_options") if sar_options is None else sar_options
-        optical_range = run.get("optical_range") if optical_range is None else optical_range
+        optical_options = run.get("optical_options") if optical_options is None else optical_options
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
     # Bad options fail here, before the model loads.
     check_sar_options(sar_options or {})
-    check_value_range("optical-range", optical_range)
+    check_optical_options(optical_options)
     check_preprocessing(steps)
-    pairs, pair_set = select_pairs(data, split, split_file, seed=seed, limit=limit, on_bad=on_bad)
-    warn_if_optical_is_dark(pairs, optical_range)
+    pairs, pair_set = select_pairs(
+        data, split, split_file, seed=seed, limit=limit, on_bad=on_bad,
+        optical_bands=(optical_options or {}).get("bands"),
+    )
+    warn_if_optical_is_dark(pairs, optical_options)
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(Path(model).resolve())
         model = load_generator(model, upsample_mode=upsample_mode)
     else:
         model_name = model.name
     frame, samples, fid = evaluate_pairs(
-        model, pairs, preprocessing=steps, sar_options=sar_options, optical_range=optical_range,
+        model, pairs, preprocessing=steps, sar_options=sar_options, optical_options=optical_options,
         batch_size=batch_size, inception_weights=inception_weights, sample_rows=sample_rows, progress=progress,
     )
     if inception_weights is None:
@@ -311,7 +321,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         "image_size": tile_size(model),
         "preprocessing": [[name, options] for name, options in steps],
         "sar_options": sar_options or {},
-        "optical_range": optical_range,
+        "optical_options": optical_options,
         "metrics": summarize(frame),
         "units": {name: unit for name, (_, unit) in METRICS.items()},
         "fid": fid,

@@ -182,7 +182,7 @@ def export_lora(generator, out):
     save_generator(merge_lora(generator), out)
 
 
-def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_range=None):
+def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_options=None):
     """Mean L1 (images in [-1, 1]) of `generator` over `pairs`, in inference mode: val_g_l1's measure."""
     import keras
     import numpy as np
@@ -193,7 +193,7 @@ def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, opti
     values = [
         keras.ops.convert_to_numpy(l1_loss(generator(sar, training=False), optical))
         for sar, optical in make_dataset(
-            pairs, image_size, batch_size, training=False, sar_options=sar_options, optical_range=optical_range
+            pairs, image_size, batch_size, training=False, sar_options=sar_options, optical_options=optical_options
         )
     ]
     return float(np.mean(np.concatenate(values)))
@@ -348,7 +348,7 @@ def finetune(
     )
     pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
     measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size,
-               "sar_options": options.get("sar_options"), "optical_range": options.get("optical_range")}
+               "sar_options": options.get("sar_options"), "optical_options": options.get("optical_options")}
     result = measure_held_out(out, start, source, measure)
     print(
         f"Held-out L1 on the {HELD_OUT_SPLIT} split ({result['pairs']} pairs): {result['l1_before']:.4f} before "

@@ -6,7 +6,15 @@ import pytest
 import rasterio
 import tifffile
 
-from keras_sar2opt.data.io import inspect_image, optical_to_unit, read_image, to_channels, to_unit, write_png
+from keras_sar2opt.data.io import (
+    check_optical_options,
+    inspect_image,
+    optical_to_unit,
+    read_image,
+    to_channels,
+    to_unit,
+    write_png,
+)
 from keras_sar2opt.errors import Sar2OptError
 
 
@@ -66,15 +74,29 @@ def test_sar_scaling_linear_db_amplitude_and_percentiles():
         to_unit(linear, {"clip": [1, 99]})
 
 
-def test_optical_range_maps_stored_values_to_unit():
+def test_optical_bands_and_range_map_stored_values_to_unit():
     reflectance = np.array([[[0, 300, 1500], [3000, 4500, 10000]]], np.uint16)  # Sentinel-2 L2A x10000
     assert optical_to_unit(reflectance).max() < 0.16  # by bit depth: dark
-    scaled = optical_to_unit(reflectance, [0, 3000])
+    scaled = optical_to_unit(reflectance, {"range": [0, 3000]})
     assert scaled.dtype == np.float32
     np.testing.assert_allclose(scaled, [[[0.0, 0.1, 0.5], [1.0, 1.0, 1.0]]], atol=1e-6)
     floats = np.array([[[0.0, 0.15, 0.3, 0.6]]], np.float32)
-    np.testing.assert_allclose(optical_to_unit(floats, (0.0, 0.3)), [[[0.0, 0.5, 1.0, 1.0]]], atol=1e-6)
+    np.testing.assert_allclose(optical_to_unit(floats, {"range": (0.0, 0.3)}), [[[0.0, 0.5, 1.0, 1.0]]], atol=1e-6)
     np.testing.assert_array_equal(optical_to_unit(reflectance), to_unit(reflectance))
+    stack = np.arange(13, dtype=np.uint16).reshape(1, 1, 13) * 100  # a 13-band Sentinel-2 pixel, B1..B12
+    rgb = optical_to_unit(stack, {"bands": [4, 3, 2], "range": [0, 1200]})
+    np.testing.assert_allclose(rgb, [[[0.25, 1 / 6, 1 / 12]]], atol=1e-6)
+    np.testing.assert_allclose(optical_to_unit(stack, {"bands": [8]}), [[[700 / 65535]]], atol=1e-7)
+    with pytest.raises(Sar2OptError, match=r"Expected optical band 14 in s2\.tif, received 13 bands"):
+        optical_to_unit(stack, {"bands": [14, 3, 2]}, "s2.tif")
+    for options, message in (
+        ({"bands": [4, 3]}, r"optical bands as 1 or 3 band numbers counted from 1, received \[4, 3\]"),
+        ({"bands": [0]}, r"received \[0\]"),
+        ({"range": [3000, 0]}, r"optical range as \[low, high\] finite with low < high, received \[3000, 0\]"),
+        ({"scale": 2}, "Expected optical options among range, bands, received scale"),
+    ):
+        with pytest.raises(Sar2OptError, match=message):
+            check_optical_options(options)
     with pytest.raises(Sar2OptError, match=r"db_range as \[low, high\] finite with low < high, received \[0, -25\]"):
         to_unit(floats, {"db_range": [0, -25]})
     with pytest.raises(Sar2OptError, match=r"received \[0, inf\]"):

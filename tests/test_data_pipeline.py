@@ -127,12 +127,12 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     stored = cv2.imread(str(reflectance_pairs[0].optical), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.float32)
     by_depth = batches(make_dataset(reflectance_pairs, 16, 2, training=False))[0][1]
     assert by_depth.max() < -0.9  # 2000 of 65535: nearly black
-    ranged = batches(make_dataset(reflectance_pairs, 16, 2, training=False, optical_range=[0, 2000]))[0][1]
+    ranged = batches(make_dataset(reflectance_pairs, 16, 2, training=False, optical_options={"range": [0, 2000]}))[0][1]
     np.testing.assert_allclose(ranged[0], stored / 1000.0 - 1.0, atol=1e-5)
-    sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_range=[0, 2000], workers=1)
+    sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_options={"range": [0, 2000]}, workers=1)
     np.testing.assert_array_equal(sequence[0][1], ranged)
-    with pytest.raises(Sar2OptError, match=r"optical-range as \[low, high\] finite with low < high, received \[5\]"):
-        make_dataset(reflectance_pairs, 16, 2, training=False, optical_range=[5])
+    with pytest.raises(Sar2OptError, match=r"optical range as \[low, high\] finite with low < high, received \[5\]"):
+        make_dataset(reflectance_pairs, 16, 2, training=False, optical_options={"range": [5]})
 
     with caplog.at_level("WARNING"):
         warn_if_optical_is_dark(reflectance_pairs, None)
@@ -143,9 +143,33 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     assert f"pass --optical-range 0 {np.percentile(stored, 99):.0f} (or" in message
     caplog.clear()
     with caplog.at_level("WARNING"):
-        warn_if_optical_is_dark(reflectance_pairs, [0, 2000])  # scaled as asked
+        warn_if_optical_is_dark(reflectance_pairs, {"range": [0, 2000]})  # scaled as asked
         warn_if_optical_is_dark([Pair("8-bit", reflectance_pairs[0].sar, reflectance_pairs[0].sar)], None)
         empty = reflectance_pairs[0].optical.with_name("empty.png")
         cv2.imwrite(str(empty), np.zeros((16, 16, 3), np.uint16))
         warn_if_optical_is_dark([Pair("empty", reflectance_pairs[0].sar, empty)], None)  # no range to suggest
     assert not caplog.records
+
+
+def test_optical_bands_pick_rgb_from_a_multiband_geotiff(reflectance_pairs, tmp_path):
+    import rasterio
+
+    stack = tmp_path / "s2_stack.tif"
+    with rasterio.open(stack, "w", driver="GTiff", height=16, width=16, count=5, dtype="uint16") as dataset:
+        for band in range(1, 6):
+            dataset.write(np.full((16, 16), band * 100, np.uint16), band)
+    pair = Pair("stack", reflectance_pairs[0].sar, stack)
+    _, optical = load_pair(pair, 16, optical_options={"bands": [3, 2, 1], "range": [0, 500]})
+    np.testing.assert_allclose(optical[0, 0], np.array([300, 200, 100]) / 250.0 - 1.0, atol=1e-6)
+    with pytest.raises(Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5: choose 1 or 3 "
+                                           "with --optical-bands"):
+        load_pair(pair, 16)  # five bands and no choice among them
+    with pytest.raises(Sar2OptError, match=f"Expected optical band 6 in {stack}, received 5 bands"):
+        load_pair(pair, 16, optical_options={"bands": [6]})
+    # Pairs are checked for the bands asked for before any training.
+    (tmp_path / "pairs.csv").write_text(f"sar,optical\n{pair.sar},{stack}\n")
+    with pytest.raises(Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5"):
+        find_pairs(tmp_path / "pairs.csv")
+    assert find_pairs(tmp_path / "pairs.csv", optical_bands=[3, 2, 1]).pairs[0].optical == stack
+    with pytest.raises(Sar2OptError, match=f"Expected optical band 6 in {stack}, received 5 bands"):
+        find_pairs(tmp_path / "pairs.csv", optical_bands=[6])

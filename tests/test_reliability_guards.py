@@ -57,7 +57,7 @@ def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, c
     write_synthetic(data, "qxslab", 12, layout="qxslab", size=32, seed=0, progress=False)
     bad = split_pairs(find_pairs(data).pairs, seed=0)["val"][0].sar  # read for the sample grids, before fit()
     bad.write_bytes(b"not an image any more")
-    monkeypatch.setattr(layouts, "check_pair", lambda pair: None)  # as if it broke after the up-front scan
+    monkeypatch.setattr(layouts, "check_pair", lambda pair, bands=None: None)  # as if it broke after the scan
     argv = ["train", "--experiment", "patchgan", "--image-size", "32", "--batch-size", "2", "--epochs", "1",
             "--data", str(data), "--out", str(tmp_path / "run"), "--verbose", "0"]
     line = cli_error(argv)
@@ -123,26 +123,26 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     scalings = []
     loader = pipeline._pair_loader
 
-    def recording_loader(size, options, preprocessing, channels, optical_range):
-        scalings.append((options, optical_range))
-        return loader(size, options, preprocessing, channels, optical_range)
+    def recording_loader(size, options, preprocessing, channels, optical_options):
+        scalings.append((options, optical_options))
+        return loader(size, options, preprocessing, channels, optical_options)
 
     monkeypatch.setattr(pipeline, "_pair_loader", recording_loader)
     out = tmp_path / "run"
     scaling = ["--sar-input", "image", "--percentiles", "2", "98", "--optical-range", "0", "200"]
     assert main([*TRAIN, "--epochs", "1", "--out", str(out), *scaling]) == 0
     expected = {"input": "image", "percentiles": [2.0, 98.0]}
-    assert scalings == [(expected, [0.0, 200.0])] * 3  # training stream, validation, sample grid
+    assert scalings == [(expected, {"range": [0.0, 200.0]})] * 3  # training stream, validation, sample grid
     run = json.loads((out / "config.json").read_text())["run"]
-    assert run["sar_options"] == expected and run["optical_range"] == [0.0, 200.0]
+    assert run["sar_options"] == expected and run["optical_options"] == {"range": [0.0, 200.0]}
     line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), "--sar-input", "image", "--percentiles", "1", "99",
                       "--optical-range", "0", "200"])
     assert "received a different sar_options; pass the same options" in line
     line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), *scaling[:-3]])
-    assert "received a different optical_range; pass the same options" in line
+    assert "received a different optical_options; pass the same options" in line
     scalings.clear()
     assert main(["train", "--resume", str(out), "--epochs", "2", "--verbose", "0"]) == 0
-    assert scalings == [(expected, [0.0, 200.0])] * 3
+    assert scalings == [(expected, {"range": [0.0, 200.0]})] * 3
 
     # Scored on its own test pairs, the run's data and scaling are the defaults.
     evaluation = ["evaluate", "--model", str(out / "generator.keras"), "--split-file", str(out / "split.json")]
@@ -150,13 +150,16 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     run = json.loads((out / "config.json").read_text())["run"]
     assert summary["dataset"]["path"] == run["data"] and summary["pairs"] == run["pairs"]["test"]
-    assert summary["sar_options"] == expected and summary["optical_range"] == [0.0, 200.0]
+    assert summary["sar_options"] == expected and summary["optical_options"] == {"range": [0.0, 200.0]}
     markdown = (tmp_path / "eval" / "summary.md").read_text()
-    assert "- Scaling to [0, 1]: SAR input image, percentiles 2..98; optical 0..200\n" in markdown
-    given = ["--sar-input", "image", "--optical-range", "0", "255"]
+    assert "- Scaling to [0, 1]: SAR input image, percentiles 2..98; optical range 0..200\n" in markdown
+    given = ["--sar-input", "image", "--optical-range", "0", "255", "--optical-bands", "3", "2", "1"]
     assert main([*evaluation, "-o", str(tmp_path / "eval-db"), *given]) == 0
     summary = json.loads((tmp_path / "eval-db" / "summary.json").read_text())
-    assert summary["sar_options"] == {"input": "image"} and summary["optical_range"] == [0.0, 255.0]
+    assert summary["sar_options"] == {"input": "image"}
+    assert summary["optical_options"] == {"bands": [3, 2, 1], "range": [0.0, 255.0]}
+    markdown = (tmp_path / "eval-db" / "summary.md").read_text()
+    assert "- Scaling to [0, 1]: SAR input image; optical bands 3 2 1, range 0..255\n" in markdown
     (out / "config.json").unlink()
     line = cli_error([*evaluation, "-o", str(tmp_path / "eval-lost")])
     assert line.endswith(f"received {out / 'split.json'} without a config.json beside it")

@@ -4,6 +4,7 @@ from keras_sar2opt.commands.options import (
     add_optical_scaling_options,
     add_preprocessing_options,
     add_sar_scaling_options,
+    optical_options,
     preprocessing_steps,
     sar_options,
 )
@@ -64,7 +65,7 @@ def run(args):
     summary = evaluate(
         args.model, args.data, args.output, split=args.split, split_file=args.split_file, seed=args.seed,
         limit=args.limit, preprocessing=preprocessing_steps(args), sar_options=sar_options(args),
-        optical_range=args.optical_range, batch_size=args.batch_size, inception_weights=args.inception_weights,
+        optical_options=optical_options(args), batch_size=args.batch_size, inception_weights=args.inception_weights,
         role=args.role, sample_rows=args.samples, upsample_mode=args.upsample_mode, on_bad=args.on_bad,
     )
     values = ", ".join(

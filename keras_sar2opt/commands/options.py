@@ -64,9 +64,20 @@ def sar_options(args):
 
 
 def add_optical_scaling_options(parser):
-    """--optical-range: how stored optical values are scaled to [0, 1]."""
-    parser.add_argument_group("optical scaling to [0, 1]").add_argument(
+    """--optical-bands and --optical-range: which optical bands are used and how they are scaled to [0, 1]."""
+    optical = parser.add_argument_group("optical bands and scaling to [0, 1]")
+    optical.add_argument(
+        "--optical-bands", type=int, nargs="+", metavar="B",
+        help="1 or 3 bands counted from 1, e.g. 4 3 2 for red, green, blue of a Sentinel-2 stack (default all)",
+    )
+    optical.add_argument(
         "--optical-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
         help="stored optical values mapped to [0, 1], e.g. 0 3000 for Sentinel-2 reflectance x10000 (1000 4000 "
         "from processing baseline 04.00 on; default: integers by bit depth, floats in [0, 1] as they are)",
     )
+
+
+def optical_options(args):
+    """The `optical_to_unit` options dict of the parsed optical options, or None when none was given."""
+    options = {"bands": args.optical_bands, "range": args.optical_range}
+    return {key: value for key, value in options.items() if value is not None} or None

@@ -6,7 +6,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from keras_sar2opt.commands.options import add_optical_scaling_options, add_sar_scaling_options, sar_options
+from keras_sar2opt.commands.options import (
+    add_optical_scaling_options,
+    add_sar_scaling_options,
+    optical_options,
+    sar_options,
+)
 from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.experiments import (
     DEFAULT_PAIRS,
@@ -233,7 +238,7 @@ def run(args):
         on_bad=args.on_bad or "error",
         deterministic=bool(args.deterministic),
         sar_options=sar_options(args),
-        optical_range=args.optical_range,
+        optical_options=optical_options(args),
         split_group=args.split_group,
         verbose="auto" if args.verbose is None else args.verbose,
     )

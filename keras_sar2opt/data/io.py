@@ -19,6 +19,7 @@ TIFF_EXTENSIONS = (".tif", ".tiff")
 # Ways the values of a SAR file may be stored, for `to_unit(..., {"input": ...})`.
 SAR_INPUTS = ("auto", "image", "linear", "amplitude", "db")
 SAR_OPTION_KEYS = ("input", "db_range", "percentiles")
+OPTICAL_OPTION_KEYS = ("range", "bands")
 DEFAULT_PERCENTILES = (1.0, 99.0)
 # End-of-file markers, searched in a file's last 64 bytes: a file without one was cut short.
 _END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
@@ -277,13 +278,56 @@ def to_unit(array, sar_options=None):
     return percentile_stretch(values, *(sar_options.get("percentiles") or DEFAULT_PERCENTILES))
 
 
-def optical_to_unit(array, optical_range=None):
-    """Scale an optical image to float32 in [0, 1]: by its bit depth (`to_unit`), or mapping the
-    stored values `optical_range` = [low, high] to [0, 1] (e.g. [0, 3000] for Sentinel-2 L2A
-    reflectance stored x10000, which its 16-bit depth would leave dark)."""
-    if optical_range is None:
+def check_optical_options(optical_options):
+    """Raise Sar2OptError unless `optical_options` is None or a valid `optical_to_unit` options dict."""
+    if optical_options is None:
+        return
+    if not isinstance(optical_options, dict):
+        raise Sar2OptError(f"Expected optical options as a dict, received {optical_options!r}")
+    unknown = sorted(set(optical_options) - set(OPTICAL_OPTION_KEYS))
+    if unknown:
+        raise Sar2OptError(
+            f"Expected optical options among {', '.join(OPTICAL_OPTION_KEYS)}, received {', '.join(unknown)}"
+        )
+    check_value_range("optical range", optical_options.get("range"))
+    bands = optical_options.get("bands")
+    if bands is not None and (
+        not isinstance(bands, (list, tuple)) or len(bands) not in (1, 3)
+        or not all(isinstance(band, int) and not isinstance(band, bool) and band >= 1 for band in bands)
+    ):
+        raise Sar2OptError(f"Expected optical bands as 1 or 3 band numbers counted from 1, received {bands!r}")
+
+
+def check_optical_bands(count, bands, path=None):
+    """Raise Sar2OptError, naming `path`, unless an optical image of `count` bands has the `bands`
+    asked for, or without `bands` at most 4 (grey, grey + alpha, RGB, RGBA)."""
+    where = f" in {path}" if path is not None else ""
+    if bands is not None and max(bands) > count:
+        raise Sar2OptError(f"Expected optical band {max(bands)}{where}, received {count} bands")
+    if bands is None and count > 4:
+        raise Sar2OptError(
+            f"Expected 1 to 4 optical bands{where}, received {count}: choose 1 or 3 with --optical-bands "
+            "(e.g. 4 3 2, Sentinel-2's red, green and blue)"
+        )
+
+
+def optical_to_unit(array, optical_options=None, path=None):
+    """Scale an optical image to float32 in [0, 1]. `optical_options`:
+      - "bands": the 1 or 3 bands to use, counted from 1 (e.g. [4, 3, 2]: Sentinel-2's red, green
+        and blue in a 13-band stack); default all;
+      - "range": [low, high] stored values mapped to [0, 1], clipping outside (e.g. [0, 3000] for
+        Sentinel-2 reflectance x10000, which its 16-bit depth would leave dark); default `to_unit`'s
+        scaling by bit depth.
+    `path` names the file in errors.
+    """
+    options = optical_options or {}
+    bands = options.get("bands")
+    check_optical_bands(array.shape[-1], bands, path)
+    if bands is not None:
+        array = array[..., [band - 1 for band in bands]]
+    if options.get("range") is None:
         return to_unit(array)
-    return scale_to_unit(array, *optical_range)
+    return scale_to_unit(array, *options["range"])
 
 
 def write_png(path, image_unit_float):

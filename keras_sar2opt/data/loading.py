@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 
 from keras_sar2opt.data.io import (
+    check_optical_options,
     check_sar_options,
-    check_value_range,
     optical_to_unit,
     read_image,
     to_channels,
@@ -38,15 +38,15 @@ def _to_signed(image_unit):
     return image_unit
 
 
-def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channels=3, optical_range=None):
+def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channels=3, optical_options=None):
     """Read a pair as float32 (sar, optical) in [-1, 1], shapes (S, S, sar_channels) and (S, S, 3).
 
     SAR is scaled by `to_unit(..., sar_options or {})` (dB conversion, percentile clipping),
     preprocessed on its own channels (`apply_preprocessing` steps), resized, then repeated to
-    `sar_channels`; optical is scaled by `optical_to_unit` (its bit depth, or `optical_range`).
+    `sar_channels`; optical is scaled by `optical_to_unit` with `optical_options` (bands, range).
     """
     sar = apply_preprocessing(to_unit(read_image(pair.sar), sar_options or {}), preprocessing)
-    optical = optical_to_unit(read_image(pair.optical), optical_range)
+    optical = optical_to_unit(read_image(pair.optical), optical_options, pair.optical)
     if sar.shape[:2] != optical.shape[:2]:
         raise Sar2OptError(
             f"Expected {pair.optical} to be {sar.shape[0]}x{sar.shape[1]} like its SAR partner {pair.sar}, "
@@ -57,7 +57,7 @@ def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channe
 
 
 def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels,
-                          optical_range=None):
+                          optical_options=None):
     """Raise Sar2OptError, naming the option, for settings a dataset cannot be built with."""
     if not pairs:
         raise Sar2OptError("Expected at least one pair for the dataset, received none")
@@ -69,14 +69,14 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
         raise Sar2OptError(f"Expected 1 or 3 SAR channels, received {sar_channels!r}")
     # Bad options fail here, with their own message, rather than inside tf.data.
     check_sar_options(sar_options or {})
-    check_value_range("optical-range", optical_range)
+    check_optical_options(optical_options)
     check_preprocessing(preprocessing)
 
 
-def warn_if_optical_is_dark(pairs, optical_range):
-    """Without `optical_range`, warn when the first pair's optical image is wider than 8 bits and
+def warn_if_optical_is_dark(pairs, optical_options):
+    """Without an optical range, warn when the first pair's optical image is wider than 8 bits and
     uses little of its range (16-bit reflectance), naming an --optical-range that fits it."""
-    if optical_range is not None or not pairs:
+    if (optical_options or {}).get("range") is not None or not pairs:
         return
     path = pairs[0].optical
     image = read_image(path)

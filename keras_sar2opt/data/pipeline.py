@@ -23,12 +23,12 @@ def augment_pair(sar, optical, choice):
     return transform(sar), transform(optical)
 
 
-def _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_range):
+def _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_options):
     """A tf.data map function: (sar path, optical path) string tensors -> (sar, optical) images."""
 
     def load(sar_path, optical_path):
         pair = Pair("", Path(sar_path.decode()), Path(optical_path.decode()))
-        return load_pair(pair, image_size, sar_options, preprocessing, sar_channels, optical_range)
+        return load_pair(pair, image_size, sar_options, preprocessing, sar_channels, optical_options)
 
     def load_tensors(sar_path, optical_path):
         sar, optical = tf.numpy_function(load, [sar_path, optical_path], (tf.float32, tf.float32), stateful=False)
@@ -40,7 +40,7 @@ def _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_r
 
 
 def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=None, cache=False,
-                 sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3, optical_range=None):
+                 sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3, optical_options=None):
     """A tf.data.Dataset of (sar, optical) float32 batches in [-1, 1], shapes (B, S, S, C).
 
     pairs: a list of `Pair` or a `PairSet`. training: shuffle (seeded, new order each epoch),
@@ -50,17 +50,17 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
     cache: True keeps decoded, resized pairs in memory (S*S*(3+C)*4 bytes each); a path caches
     them on disk; when training from a cache the pairs are stored in a seeded random order and
     reshuffled each epoch through a buffer of `CACHED_SHUFFLE_BUFFER` pairs.
-    sar_options, preprocessing, sar_channels, optical_range: see `load_pair`.
+    sar_options, preprocessing, sar_channels, optical_options: see `load_pair`.
     `keras_sar2opt.data.pydataset` is the same pipeline without TensorFlow.
     """
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
-    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_range)
+    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options)
     augment = training if augment is None else augment
     drop_remainder = training if drop_remainder is None else drop_remainder
     if drop_remainder and len(pairs) < batch_size:
         raise Sar2OptError(f"Expected at least one full batch of {batch_size} pairs, received {len(pairs)} pairs")
 
-    load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_range)
+    load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_options)
     dataset = tf.data.Dataset.from_tensor_slices(([str(p.sar) for p in pairs], [str(p.optical) for p in pairs]))
     if training:
         dataset = dataset.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=not cache)
@@ -78,7 +78,7 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
 
 
 def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, first_batch=0, sar_options=None,
-                     preprocessing=None, sar_channels=3, optical_range=None):
+                     preprocessing=None, sar_channels=3, optical_options=None):
     """An endless tf.data stream of training batches (sar, optical) whose content depends only on
     (seed, position), so a run resumed at batch `first_batch` sees what an uninterrupted one would.
 
@@ -88,7 +88,7 @@ def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, fir
     `first_batch` skips file names, not decoded images. Other arguments as in `make_dataset`.
     """
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
-    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_range)
+    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options)
     per_pass = len(pairs) // batch_size
     if per_pass < 1:
         raise Sar2OptError(f"Expected at least one full batch of {batch_size} pairs, received {len(pairs)} pairs")
@@ -103,7 +103,7 @@ def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, fir
 
     sar_paths = tf.constant([str(p.sar) for p in pairs])
     optical_paths = tf.constant([str(p.optical) for p in pairs])
-    load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_range)
+    load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_options)
 
     def load(index, choice):
         sar, optical = load_tensors(tf.gather(sar_paths, index), tf.gather(optical_paths, index))

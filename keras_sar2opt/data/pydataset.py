@@ -29,12 +29,12 @@ class PairBatches(keras.utils.PyDataset):
     """(sar, optical) float32 batches in [-1, 1]; a new seeded order and augmentation each epoch."""
 
     def __init__(self, pairs, image_size, batch_size, *, training, seed=0, augment=None, cache=False,
-                 sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3, optical_range=None,
+                 sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3, optical_options=None,
                  workers=2):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
         check_dataset_options(
-            self.pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_range
+            self.pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options
         )
         self.training = training
         self.augment = training if augment is None else augment
@@ -46,7 +46,7 @@ class PairBatches(keras.utils.PyDataset):
         rounding = math.floor if drop_remainder else math.ceil
         self.batches = rounding(len(self.pairs) / batch_size)
         self.batch_size = batch_size
-        self.options = (image_size, sar_options, preprocessing, sar_channels, optical_range)
+        self.options = (image_size, sar_options, preprocessing, sar_channels, optical_options)
         # cache: any true value keeps decoded pairs in memory (tf.data's on-disk cache has no twin here).
         self.cache = {} if cache else None
         self.seed = seed

@@ -38,7 +38,7 @@ SAMPLE_PAIRS = 4
 MONITOR = "val_g_l1"  # the checkpoint and early-stopping criterion: held-out reconstruction error
 # train_experiment options recorded in config.json["run"] and taken from there by resume_run.
 RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tensorboard", "early_stopping", "on_bad",
-               "deterministic", "sar_options", "optical_range", "split_group")
+               "deterministic", "sar_options", "optical_options", "split_group")
 
 
 def _check_choice(option, value, choices):
@@ -55,13 +55,13 @@ def _check_count(option, value, allow_none=False):
 
 def check_run_options(
     config, *, data, pairs, precision="float32", strategy="none", steps_per_epoch=None, sample_every=5,
-    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None, optical_range=None,
+    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None, optical_options=None,
     split_group=None,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
     defaults are train_experiment's)."""
     from keras_sar2opt.data import ON_BAD
-    from keras_sar2opt.data.io import check_sar_options, check_value_range
+    from keras_sar2opt.data.io import check_optical_options, check_sar_options
     from keras_sar2opt.data.splits import check_split_group
     from keras_sar2opt.models import check_model_name
     from keras_sar2opt.training.losses import check_adversarial_loss
@@ -81,7 +81,7 @@ def check_run_options(
     _check_choice("tensorboard", tensorboard, (False, True))
     _check_choice("deterministic", deterministic, (False, True))
     check_sar_options(sar_options or {})
-    check_value_range("optical-range", optical_range)
+    check_optical_options(optical_options)
     if split_group is not None:
         check_split_group(split_group)
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
@@ -181,16 +181,17 @@ def _dtype_policy(precision):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET):
+def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET, optical_bands=None):
     """The PairSet to train on: `data`, or the synthetic `preset` (default qxslab) written into `out/data`.
 
     The synthetic pairs are reused when `out/data` already holds a complete set with the same
-    settings (its synthetic.json, written last), and rewritten otherwise.
+    settings (its synthetic.json, written last), and rewritten otherwise. Pairs are checked as
+    `find_pairs` checks them, their optical images for `optical_bands`.
     """
     from keras_sar2opt.data import find_pairs
 
     if data is not None:
-        return find_pairs(data, on_bad=on_bad), None
+        return find_pairs(data, on_bad=on_bad, optical_bands=optical_bands), None
     from keras_sar2opt.data.synthetic import get_preset, write_synthetic
 
     synthetic = {"preset": preset, "pairs": pairs, "size": image_size, "seed": seed}
@@ -203,7 +204,7 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC
     if not isinstance(written, dict) or any(written.get(key) != synthetic[key] for key in ("pairs", "size", "seed")):
         shutil.rmtree(root, ignore_errors=True)  # an interrupted write: start this folder again
         write_synthetic(root, preset, pairs, layout=get_preset(preset).layout, size=image_size, seed=seed)
-    return find_pairs(root, on_bad=on_bad), synthetic
+    return find_pairs(root, on_bad=on_bad, optical_bands=optical_bands), synthetic
 
 
 def make_split(pair_set, seed, batch_size, replicas=1, group=None):
@@ -367,7 +368,7 @@ def enable_determinism():
 
 # Run options a resumed run must share with the recorded one, with the value a run recorded before
 # the option existed.
-RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None, "optical_range": None,
+RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None, "optical_options": None,
                   "split_group": None}
 
 
@@ -549,7 +550,7 @@ def train_experiment(
     on_bad="error",
     deterministic=False,
     sar_options=None,
-    optical_range=None,
+    optical_options=None,
     split_group=None,
     verbose="auto",
     preset=SYNTHETIC_PRESET,
@@ -570,8 +571,8 @@ def train_experiment(
     or None. deterministic: deterministic TensorFlow ops (`enable_determinism`), so that a run,
     interrupted or not, ends with the same weights. sar_options: how stored SAR values are scaled
     (`keras_sar2opt.data.to_unit`; None: integers as images, floats as dB or linear per image).
-    optical_range: stored optical values mapped to [0, 1] (`keras_sar2opt.data.io.optical_to_unit`;
-    None: by bit depth).
+    optical_options: which optical bands and which range of stored values make [0, 1]
+    (`keras_sar2opt.data.io.optical_to_unit`; None: all bands, by bit depth).
     split_group: a regular expression naming each pair's area (`split_pairs`), for a split that
     keeps every area on one side.
 
@@ -600,7 +601,7 @@ def train_experiment(
         "on_bad": on_bad,
         "deterministic": deterministic,
         "sar_options": sar_options,
-        "optical_range": optical_range,
+        "optical_options": optical_options,
         "split_group": split_group,
     }
     check_run_options(config, data=data, pairs=pairs, **options)
@@ -639,14 +640,15 @@ def train_experiment(
         check_free_space(out, model, store)
 
         pair_set, synthetic = prepare_data(
-            data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset
+            data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset,
+            optical_bands=(optical_options or {}).get("bands"),
         )
         if store.exists and (out / "split.json").is_file():
             split = recorded_split(out, pair_set)
         else:
             split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
-        warn_if_optical_is_dark(split["train"], optical_range)
+        warn_if_optical_is_dark(split["train"], optical_options)
         out.mkdir(parents=True, exist_ok=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
@@ -667,7 +669,7 @@ def train_experiment(
                 logger.warning(f"Resuming {out} after epoch {done} of {config.epochs} from {checkpoint.path}")
             steps = steps_per_epoch or len(split["train"]) // config.batch_size
             dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size,
-                               "sar_options": sar_options, "optical_range": optical_range}
+                               "sar_options": sar_options, "optical_options": optical_options}
             train = training_batches(
                 split["train"], seed=config.seed, augment=config.augment, first_batch=done * steps, **dataset_options
             )
