@@ -256,7 +256,8 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
 
     With the split.json of a training run as `split_file`, `data`, `sar_options`, `optical_options`
-    and `on_bad` default to the run's (its config.json); otherwise `on_bad` defaults to "error".
+    (per key: the optical bands and range) and `on_bad` default to the run's (its config.json);
+    otherwise `on_bad` defaults to "error".
 
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
@@ -283,7 +284,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
             )
     if run is not None:
         sar_options = run.get("sar_options") if sar_options is None else sar_options
-        optical_options = run.get("optical_options") if optical_options is None else optical_options
+        optical_options = {**(run.get("optical_options") or {}), **(optical_options or {})} or None
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]

@@ -86,9 +86,13 @@ def warn_if_resolution_differs(model_path, model, downsample):
                     if (folder / "config.json").is_file()), None)
     if run_dir is None:
         return
-    run = files.read_json(run_dir / "config.json", "config.json of the model's run").get("run")
+    try:
+        recorded = files.read_json(run_dir / "config.json", "config.json of the model's run")
+    except Sar2OptError:  # another tool's file: this is only a hint
+        return
+    run = recorded.get("run") if isinstance(recorded, dict) else None
     tile = run.get("tile_size") if isinstance(run, dict) else None
-    if not tile:
+    if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(side, int) and side > 0 for side in tile)):
         return
     size = tile_size(model)
     factor = max(1, round(min(tile) / size))

@@ -151,14 +151,21 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     assert not caplog.records
 
 
-def test_optical_bands_pick_rgb_from_a_multiband_geotiff(reflectance_pairs, tmp_path):
+def test_optical_bands_pick_rgb_from_a_multiband_geotiff(reflectance_pairs, tmp_path, caplog):
     import rasterio
+
+    from keras_sar2opt.data.loading import warn_if_optical_is_dark
 
     stack = tmp_path / "s2_stack.tif"
     with rasterio.open(stack, "w", driver="GTiff", height=16, width=16, count=5, dtype="uint16") as dataset:
         for band in range(1, 6):
             dataset.write(np.full((16, 16), band * 100, np.uint16), band)
     pair = Pair("stack", reflectance_pairs[0].sar, stack)
+    with caplog.at_level("WARNING"):
+        warn_if_optical_is_dark([pair], {"bands": [3, 2, 1]})  # judged on the bands used: up to 300, not 500
+    assert [record.getMessage().split(": ")[0] for record in caplog.records] == [
+        f"Optical images such as {stack} use values up to 300 of their type's 65535"
+    ]
     _, optical = load_pair(pair, 16, optical_options={"bands": [3, 2, 1], "range": [0, 500]})
     np.testing.assert_allclose(optical[0, 0], np.array([300, 200, 100]) / 250.0 - 1.0, atol=1e-6)
     with pytest.raises(Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5: choose 1 or 3 "

@@ -153,13 +153,13 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     assert summary["sar_options"] == expected and summary["optical_options"] == {"range": [0.0, 200.0]}
     markdown = (tmp_path / "eval" / "summary.md").read_text()
     assert "- Scaling to [0, 1]: SAR input image, percentiles 2..98; optical range 0..200\n" in markdown
-    given = ["--sar-input", "image", "--optical-range", "0", "255", "--optical-bands", "3", "2", "1"]
+    given = ["--sar-input", "image", "--optical-bands", "3", "2", "1"]  # the run's optical range still applies
     assert main([*evaluation, "-o", str(tmp_path / "eval-db"), *given]) == 0
     summary = json.loads((tmp_path / "eval-db" / "summary.json").read_text())
     assert summary["sar_options"] == {"input": "image"}
-    assert summary["optical_options"] == {"bands": [3, 2, 1], "range": [0.0, 255.0]}
+    assert summary["optical_options"] == {"range": [0.0, 200.0], "bands": [3, 2, 1]}
     markdown = (tmp_path / "eval-db" / "summary.md").read_text()
-    assert "- Scaling to [0, 1]: SAR input image; optical bands 3 2 1, range 0..255\n" in markdown
+    assert "- Scaling to [0, 1]: SAR input image; optical range 0..200, bands 3 2 1\n" in markdown
     (out / "config.json").unlink()
     line = cli_error([*evaluation, "-o", str(tmp_path / "eval-lost")])
     assert line.endswith(f"received {out / 'split.json'} without a config.json beside it")

@@ -221,6 +221,12 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
             assert main([*translate[:2], str(model), *translate[3:]]) == 0
         assert "run learned 64x64 tiles resized to 32x32 px; pass --downsample 2 to translate at that ground " \
                "resolution (now --downsample 1)" in caplog.messages
+    other = tmp_path / "other"  # a generator beside another tool's config.json: no hint, no failure
+    other.mkdir()
+    (other / "generator.keras").write_bytes(model_path.read_bytes())
+    for text in ("not json", "[1, 2]", '{"run": {"tile_size": "64"}}'):
+        (other / "config.json").write_text(text)
+        assert main([*translate[:2], str(other), *translate[3:]]) == 0
     assert main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out),
                  "--downsample", "0"]) == 1
     assert capsys.readouterr().err.strip().endswith("error: Expected --downsample of at least 1, received 0")

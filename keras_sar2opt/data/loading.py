@@ -74,13 +74,17 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
 
 
 def warn_if_optical_is_dark(pairs, optical_options):
-    """Without an optical range, warn when the first pair's optical image is wider than 8 bits and
-    uses little of its range (16-bit reflectance), naming an --optical-range that fits it."""
-    if (optical_options or {}).get("range") is not None or not pairs:
+    """Without an optical range, warn when the first pair's optical image (its chosen bands) is
+    wider than 8 bits and uses little of its range (16-bit reflectance), naming an --optical-range
+    that fits it."""
+    options = optical_options or {}
+    if options.get("range") is not None or not pairs:
         return
     path = pairs[0].optical
     image = read_image(path)
-    if image.dtype.kind not in "ui" or image.dtype.itemsize < 2:
+    if options.get("bands") is not None:  # the bands the networks will see
+        image = image[..., [band - 1 for band in options["bands"] if band <= image.shape[-1]]]
+    if image.dtype.kind not in "ui" or image.dtype.itemsize < 2 or not image.size:
         return
     high = float(np.percentile(image, 99))
     top = np.iinfo(image.dtype).max

@@ -591,6 +591,8 @@ def train_experiment(
             f"Expected the pre-trained generator of {config.name!r} (keras_sar2opt.finetune; to resume, rerun "
             "its train_finetune_*.py command with the same --output), received none"
         )
+    if isinstance(optical_options, dict):  # None, {} and None-valued keys mean the same: record one form
+        optical_options = {key: value for key, value in optical_options.items() if value is not None} or None
     options = {
         "precision": precision,
         "strategy": strategy,
