@@ -262,9 +262,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
-    from keras_sar2opt.data.io import check_optical_options, check_sar_options
-    from keras_sar2opt.data.loading import warn_if_optical_is_dark
-    from keras_sar2opt.data.preprocess import check_preprocessing
+    from keras_sar2opt.data.loading import check_reading_options, warn_if_optical_is_dark
     from keras_sar2opt.inference import load_generator, tile_size
 
     if role is not None and role not in EVALUATION_FIGURES:
@@ -288,10 +286,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
-    # Bad options fail here, before the model loads.
-    check_sar_options(sar_options or {})
-    check_optical_options(optical_options)
-    check_preprocessing(steps)
+    check_reading_options(sar_options, optical_options, steps)  # before the model loads
     pairs, pair_set = select_pairs(
         data, split, split_file, seed=seed, limit=limit, on_bad=on_bad,
         optical_bands=(optical_options or {}).get("bands"),

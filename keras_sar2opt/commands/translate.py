@@ -43,8 +43,7 @@ def register(subparsers):
 
 
 def run(args):
-    from keras_sar2opt.data.io import check_sar_options
-    from keras_sar2opt.data.preprocess import check_preprocessing
+    from keras_sar2opt.data.loading import check_reading_options
     from keras_sar2opt.inference import load_generator, plan_outputs, translate_paths, warn_if_resolution_differs
 
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
@@ -52,8 +51,7 @@ def run(args):
             raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
     steps, scaling = preprocessing_steps(args), sar_options(args)
     # Bad options and paths fail here, before the model loads.
-    check_sar_options(scaling or {})
-    check_preprocessing(steps)
+    check_reading_options(scaling, preprocessing=steps)
     plan_outputs(args.inputs, args.output)
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
     warn_if_resolution_differs(args.model, model, args.downsample)

@@ -311,6 +311,11 @@ def check_optical_bands(count, bands, path=None):
         )
 
 
+def select_optical_bands(array, bands):
+    """The `bands` (counted from 1; None: all) of an HxWxC image, checked by `check_optical_bands`."""
+    return array if bands is None else array[..., [band - 1 for band in bands]]
+
+
 def optical_to_unit(array, optical_options=None, path=None):
     """Scale an optical image to float32 in [0, 1]. `optical_options`:
       - "bands": the 1 or 3 bands to use, counted from 1 (e.g. [4, 3, 2]: Sentinel-2's red, green
@@ -321,10 +326,8 @@ def optical_to_unit(array, optical_options=None, path=None):
     `path` names the file in errors.
     """
     options = optical_options or {}
-    bands = options.get("bands")
-    check_optical_bands(array.shape[-1], bands, path)
-    if bands is not None:
-        array = array[..., [band - 1 for band in bands]]
+    check_optical_bands(array.shape[-1], options.get("bands"), path)
+    array = select_optical_bands(array, options.get("bands"))
     if options.get("range") is None:
         return to_unit(array)
     return scale_to_unit(array, *options["range"])

@@ -10,6 +10,7 @@ from keras_sar2opt.data.io import (
     check_sar_options,
     optical_to_unit,
     read_image,
+    select_optical_bands,
     to_channels,
     to_unit,
 )
@@ -68,6 +69,12 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
     if sar_channels not in (1, 3):
         raise Sar2OptError(f"Expected 1 or 3 SAR channels, received {sar_channels!r}")
     # Bad options fail here, with their own message, rather than inside tf.data.
+    check_reading_options(sar_options, optical_options, preprocessing)
+
+
+def check_reading_options(sar_options=None, optical_options=None, preprocessing=None):
+    """Raise Sar2OptError, naming the option, for SAR scaling, optical options or preprocessing steps
+    that images cannot be read with."""
     check_sar_options(sar_options or {})
     check_optical_options(optical_options)
     check_preprocessing(preprocessing)
@@ -81,10 +88,8 @@ def warn_if_optical_is_dark(pairs, optical_options):
     if options.get("range") is not None or not pairs:
         return
     path = pairs[0].optical
-    image = read_image(path)
-    if options.get("bands") is not None:  # the bands the networks will see
-        image = image[..., [band - 1 for band in options["bands"] if band <= image.shape[-1]]]
-    if image.dtype.kind not in "ui" or image.dtype.itemsize < 2 or not image.size:
+    image = select_optical_bands(read_image(path), options.get("bands"))  # the bands the networks see
+    if image.dtype.kind not in "ui" or image.dtype.itemsize < 2:
         return
     high = float(np.percentile(image, 99))
     top = np.iinfo(image.dtype).max

@@ -61,7 +61,7 @@ def check_run_options(
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
     defaults are train_experiment's)."""
     from keras_sar2opt.data import ON_BAD
-    from keras_sar2opt.data.io import check_optical_options, check_sar_options
+    from keras_sar2opt.data.loading import check_reading_options
     from keras_sar2opt.data.splits import check_split_group
     from keras_sar2opt.models import check_model_name
     from keras_sar2opt.training.losses import check_adversarial_loss
@@ -80,8 +80,7 @@ def check_run_options(
     _check_choice("on-bad", on_bad, ON_BAD)
     _check_choice("tensorboard", tensorboard, (False, True))
     _check_choice("deterministic", deterministic, (False, True))
-    check_sar_options(sar_options or {})
-    check_optical_options(optical_options)
+    check_reading_options(sar_options, optical_options)
     if split_group is not None:
         check_split_group(split_group)
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
