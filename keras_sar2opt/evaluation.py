@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from keras_sar2opt.data.io import describe_options, merge_sar_options
 from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.reports import files
 from keras_sar2opt.reports.datasets import describe_dataset
@@ -37,13 +38,14 @@ PER_IMAGE, SUMMARY_JSON, SUMMARY_MD, SAMPLES = "per_image.csv", "summary.json", 
 SKIPPED = "skipped.csv"
 
 
-def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error", optical_bands=None):
+def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error", optical_bands=None,
+                 sar_band=None):
     """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, and its PairSet.
 
     The split comes from `split_file` (a run's split.json or a SAR2Optical split.json, its pairs
     matched by name), else the dataset's own split.json, else the seeded 80/10/10 split of
     `split_pairs` (as a training run with the same seed makes it). `limit` keeps the first N pairs
-    of the split. Pairs are checked by `find_pairs`, optical images for `optical_bands`.
+    of the split. Pairs are checked by `find_pairs`, their images for `optical_bands` and `sar_band`.
     """
     from keras_sar2opt.data import find_pairs, split_pairs
     from keras_sar2opt.data.splits import split_of
@@ -54,7 +56,7 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
         raise Sar2OptError(f"Expected --limit to be a positive integer, received {limit!r}")
     if not Path(data).exists():
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV file, received {data}")
-    pair_set = find_pairs(data, on_bad=on_bad, optical_bands=optical_bands)
+    pair_set = find_pairs(data, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band)
     if split == "all":
         pairs = list(pair_set.pairs)
     else:
@@ -195,20 +197,7 @@ def describe_steps(steps):
 def describe_scaling(sar_options, optical_options):
     """How SAR and optical values were scaled to [0, 1], e.g. "SAR input db, db_range -25..0;
     optical bands 4 3 2, range 0..3000"."""
-
-    def describe(options, default):
-        parts = []
-        for key, value in (options or {}).items():
-            if key == "bands":
-                text = " ".join(map(str, value))
-            elif isinstance(value, (list, tuple)):
-                text = f"{value[0]:g}..{value[1]:g}"
-            else:
-                text = str(value)
-            parts.append(f"{key} {text}")
-        return ", ".join(parts) or default
-
-    return f"SAR {describe(sar_options, 'auto')}; optical {describe(optical_options, 'by bit depth')}"
+    return f"SAR {describe_options(sar_options, 'auto')}; optical {describe_options(optical_options, 'by bit depth')}"
 
 
 def summary_markdown(summary):
@@ -281,7 +270,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
                 "received nothing there; if it moved, pass --data NEW_PATH"
             )
     if run is not None:
-        sar_options = run.get("sar_options") if sar_options is None else sar_options
+        sar_options = merge_sar_options(run.get("sar_options"), sar_options)
         optical_options = {**(run.get("optical_options") or {}), **(optical_options or {})} or None
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
@@ -289,7 +278,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     check_reading_options(sar_options, optical_options, steps)  # before the model loads
     pairs, pair_set = select_pairs(
         data, split, split_file, seed=seed, limit=limit, on_bad=on_bad,
-        optical_bands=(optical_options or {}).get("bands"),
+        optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
     )
     warn_if_optical_is_dark(pairs, optical_options)
     if isinstance(model, (str, os.PathLike)):

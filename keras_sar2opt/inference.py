@@ -11,6 +11,7 @@ import logging
 import math
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -19,8 +20,11 @@ from keras_sar2opt.data.io import (
     DEFAULT_PERCENTILES,
     IMAGE_EXTENSIONS,
     TIFF_EXTENSIONS,
+    check_sar_band,
+    check_sar_options,
     linear_to_db,
     read_image,
+    select_sar_band,
     to_channels,
     to_unit,
     write_png,
@@ -77,30 +81,46 @@ def load_generator(path, *, upsample_mode="nearest"):
     return model.generator if isinstance(model, AdversarialModel) else model
 
 
-def warn_if_resolution_differs(model_path, model, downsample):
-    """Warn when `model_path` lies in a training run (the run folder, its generator.keras or a
-    checkpoint) whose tiles were resized by another factor than `downsample`: translating then
-    works at another ground resolution than the model learned."""
+class RunReading(NamedTuple):
+    """How the training run holding a model read its SAR tiles, as its config.json records it."""
+
+    name: str
+    sar_options: dict | None  # None: the default scaling
+    tile_size: tuple | None  # (height, width) before the resize to the model's size; None: not recorded
+
+
+def reading_of_run(model_path):
+    """The `RunReading` of the training run holding `model_path` (the run folder, its generator.keras or
+    a checkpoint), or None outside a run. Unreadable or invalid settings (another tool's config.json)
+    count as not recorded: they are only defaults, never a reason to fail."""
     path = Path(model_path).resolve()
     run_dir = next((folder for folder in (path, path.parent, path.parent.parent)
                     if (folder / "config.json").is_file()), None)
     if run_dir is None:
-        return
+        return None
     try:
         recorded = files.read_json(run_dir / "config.json", "config.json of the model's run")
-    except Sar2OptError:  # another tool's file: this is only a hint
-        return
+    except Sar2OptError:
+        return None
     run = recorded.get("run") if isinstance(recorded, dict) else None
-    tile = run.get("tile_size") if isinstance(run, dict) else None
+    if not isinstance(run, dict):
+        return None
+    tile, options = run.get("tile_size"), run.get("sar_options")
     if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(side, int) and side > 0 for side in tile)):
-        return
-    size = tile_size(model)
-    factor = max(1, round(min(tile) / size))
-    if factor != downsample:
-        logger.warning(
-            f"{run_dir.name} learned {tile[0]}x{tile[1]} tiles resized to {size}x{size} px; pass --downsample "
-            f"{factor} to translate at that ground resolution (now --downsample {downsample})"
-        )
+        tile = None
+    try:
+        check_sar_options(options if isinstance(options, dict) else {})
+    except Sar2OptError:
+        options = None
+    return RunReading(run_dir.name, options or None, tuple(tile) if tile else None)
+
+
+def run_downsample(reading, model):
+    """The --downsample that translates at the ground resolution `model` learned in its run: the
+    factor its tiles were resized by (None when the run did not record their size)."""
+    if reading is None or reading.tile_size is None:
+        return None
+    return max(1, round(min(reading.tile_size) / tile_size(model)))
 
 
 # Keras's load errors can carry the whole model config; a one-line error keeps its start.
@@ -238,12 +258,15 @@ def scene_halo(steps):
 
 
 def strip_sar_options(overview, sar_options):
-    """SAR options that make `to_unit` pointwise, with the scene's statistics taken from `overview`.
+    """SAR options that make `to_unit` pointwise, with the scene's statistics taken from `overview`
+    (its pixels' bands along the last axis).
 
-    Percentile stretches become fixed [low, high] ranges computed on the overview, so every strip
-    of a scene is scaled the same way.
+    Percentile stretches become fixed [low, high] ranges computed on the overview's band in use
+    (`select_sar_band`), so every strip of a scene is scaled the same way.
     """
     options = dict(sar_options or {})
+    band = {"band": options["band"]} if options.get("band") is not None else {}
+    overview = select_sar_band(overview, options.get("band"))
     kind = options.get("input", "auto")
     if kind == "auto":
         kind = "image" if overview.dtype.kind in "ui" else ("db" if overview.min() < 0 else "linear")
@@ -251,17 +274,17 @@ def strip_sar_options(overview, sar_options):
     values = overview.astype(np.float32)
     if kind == "image":
         if overview.dtype.kind in "ui" and percentiles is None:
-            return {"input": "image"}
+            return {"input": "image", **band}
         if percentiles is None and values.min() >= 0.0 and values.max() <= 1.0:
-            return {"input": "db", "db_range": [0.0, 1.0]}
+            return {"input": "db", "db_range": [0.0, 1.0], **band}
         # "db" with a db_range is a fixed linear stretch of the values as they are.
         kind = "db"
     elif options.get("db_range") is not None:
-        return {"input": kind, "db_range": list(options["db_range"])}
+        return {"input": kind, "db_range": list(options["db_range"]), **band}
     elif kind != "db":
         values = linear_to_db(values, amplitude=kind == "amplitude")
     low, high = (float(v) for v in np.percentile(values, percentiles or DEFAULT_PERCENTILES))
-    return {"input": kind, "db_range": [low, high if high > low else low + max(abs(low), 1.0) * 1e-6]}
+    return {"input": kind, "db_range": [low, high if high > low else low + max(abs(low), 1.0) * 1e-6], **band}
 
 
 class _ArraySource:
@@ -360,6 +383,7 @@ class _GeoTIFFSource:
             raise Sar2OptError(f"Expected a readable TIFF, received {path} ({error})") from None
         try:
             self.height, self.width = self.dataset.height, self.dataset.width
+            check_sar_band(self.dataset.count, (sar_options or {}).get("band"), path)
             self.nodata = self.dataset.nodata
             scale = max(1.0, math.sqrt(self.height * self.width / OVERVIEW_PIXELS))
             shape = (self.dataset.count, max(1, round(self.height / scale)), max(1, round(self.width / scale)))
@@ -537,7 +561,7 @@ def translate_file(
             source = stack.enter_context(_GeoTIFFSource(src, channels, steps, sar_options))
             georeference = source.georeference
         else:
-            image = apply_preprocessing(to_unit(read_image(src), sar_options or {}), steps)
+            image = apply_preprocessing(to_unit(read_image(src), sar_options or {}, src), steps)
             source, georeference = _ArraySource(to_channels(image, channels, src)), None
         if downsample > 1:
             source = _Downsampled(source, downsample)
@@ -625,6 +649,8 @@ __all__ = [
     "blend_weights",
     "load_generator",
     "plan_outputs",
+    "reading_of_run",
+    "run_downsample",
     "scene_halo",
     "strip_sar_options",
     "tile_size",
@@ -633,5 +659,4 @@ __all__ = [
     "translate_file",
     "translate_paths",
     "translate_strips",
-    "warn_if_resolution_differs",
 ]

@@ -9,6 +9,7 @@ import tifffile
 from keras_sar2opt.data.io import (
     check_optical_options,
     inspect_image,
+    merge_sar_options,
     optical_to_unit,
     read_image,
     to_channels,
@@ -65,13 +66,43 @@ def test_sar_scaling_linear_db_amplitude_and_percentiles():
     ramp = np.arange(101, dtype=np.float32)[:, None, None] - 50.0  # dB values -50..50
     clipped = to_unit(ramp, {"percentiles": [10, 90]})[..., 0, 0]
     assert clipped[10] == 0.0 and clipped[90] == 1.0 and clipped[50] == pytest.approx(0.5)
-    assert to_unit(np.array([[[0, 255]]], np.uint8), {}).tolist() == [[[0.0, 1.0]]]
-    assert to_unit(np.array([[[-500, 0, 32767]]], np.int16), {}).tolist() == [[[0.0, 0.0, 1.0]]]
+    assert to_unit(np.array([[[0], [255]]], np.uint8), {}).tolist() == [[[0.0], [1.0]]]
+    assert to_unit(np.array([[[-500], [0], [32767]]], np.int16), {}).tolist() == [[[0.0], [0.0], [1.0]]]
     assert to_unit(linear, {}).dtype == np.float32
     with pytest.raises(Sar2OptError, match="Expected SAR input among"):
         to_unit(linear, {"input": "decibel"})
     with pytest.raises(Sar2OptError, match="received clip"):
         to_unit(linear, {"clip": [1, 99]})
+
+
+def test_sar_band_of_a_dual_pol_stack_is_scaled_on_its_own():
+    """The band in use is chosen before the percentile stretch: a VH band ~10 dB below VV must not
+    shift the stretch of VV (it did when all bands were stretched together, then VH dropped)."""
+    rng = np.random.default_rng(0)
+    vv = rng.uniform(-20.0, -5.0, (32, 32, 1)).astype(np.float32)
+    vh = vv - 10.0 + rng.normal(0.0, 1.0, vv.shape).astype(np.float32)
+    stack = np.concatenate([vv, vh], axis=-1)
+    np.testing.assert_array_equal(to_unit(stack, {}), to_unit(vv, {}))
+    np.testing.assert_array_equal(to_unit(stack, {"band": 2}), to_unit(vh, {}))
+    assert to_unit(stack, {}).shape == (32, 32, 1) and to_unit(vv, {}).min() == 0.0
+    six = np.concatenate([stack] * 3, axis=-1)
+    np.testing.assert_array_equal(to_unit(six, {"band": 4, "db_range": [-25, 0]}), to_unit(vh, {"db_range": [-25, 0]}))
+    with pytest.raises(Sar2OptError, match=r"Expected SAR band 3 in s1\.tif, received 2 bands"):
+        to_unit(stack, {"band": 3}, "s1.tif")
+    with pytest.raises(Sar2OptError, match="Expected 1 to 4 SAR bands in s1.tif, received 6: choose one with --sar-band"):
+        to_unit(six, {}, "s1.tif")
+    for band in (0, True, "2", 1.0):
+        with pytest.raises(Sar2OptError, match=f"Expected the SAR band as a number counted from 1, received {band!r}"):
+            to_unit(stack, {"band": band})
+
+
+def test_sar_options_given_replace_a_runs_one_by_one():
+    run = {"input": "linear", "db_range": [-25, 0], "band": 2}
+    assert merge_sar_options(run, None) == run and merge_sar_options(None, None) is None
+    assert merge_sar_options(run, {"band": 1}) == {"input": "linear", "db_range": [-25, 0], "band": 1}
+    # A stretch given replaces the run's stretch of either kind (db_range would win over percentiles).
+    assert merge_sar_options(run, {"percentiles": [2, 98]}) == {"input": "linear", "band": 2, "percentiles": [2, 98]}
+    assert merge_sar_options({"percentiles": [2, 98]}, {"db_range": [-20, 5]}) == {"db_range": [-20, 5]}
 
 
 def test_optical_bands_and_range_map_stored_values_to_unit():

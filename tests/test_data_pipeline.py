@@ -180,3 +180,26 @@ def test_optical_bands_pick_rgb_from_a_multiband_geotiff(reflectance_pairs, tmp_
     assert find_pairs(tmp_path / "pairs.csv", optical_bands=[3, 2, 1]).pairs[0].optical == stack
     with pytest.raises(Sar2OptError, match=f"Expected optical band 6 in {stack}, received 5 bands"):
         find_pairs(tmp_path / "pairs.csv", optical_bands=[6])
+
+
+def test_sar_band_picks_vh_of_a_dual_pol_geotiff(reflectance_pairs, tmp_path):
+    import rasterio
+
+    rng = np.random.default_rng(1)
+    vv = rng.uniform(-20.0, -5.0, (16, 16)).astype(np.float32)
+    polarisations = {"vv": vv, "vh": vv - 8.0 + rng.normal(0.0, 1.0, vv.shape).astype(np.float32)}
+    for name, bands in (("dual", (vv, polarisations["vh"])), *((name, (band,)) for name, band in polarisations.items())):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=16, width=16, count=len(bands),
+                           dtype="float32") as dataset:
+            for index, band in enumerate(bands, 1):
+                dataset.write(band, index)
+    optical = reflectance_pairs[0].optical
+    dual = Pair("dual", tmp_path / "dual.tif", optical)
+    for options, alone in (({}, "vv"), ({"band": 1}, "vv"), ({"band": 2}, "vh")):
+        sar, _ = load_pair(dual, 16, sar_options=options)
+        expected, _ = load_pair(Pair(alone, tmp_path / f"{alone}.tif", optical), 16)
+        np.testing.assert_array_equal(sar, expected)
+    (tmp_path / "pairs.csv").write_text(f"sar,optical\n{dual.sar},{optical}\n")
+    assert find_pairs(tmp_path / "pairs.csv", sar_band=2).pairs[0].sar == dual.sar
+    with pytest.raises(Sar2OptError, match=f"Expected SAR band 3 in {dual.sar}, received 2 bands"):
+        find_pairs(tmp_path / "pairs.csv", sar_band=3)

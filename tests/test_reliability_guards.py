@@ -57,7 +57,7 @@ def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, c
     write_synthetic(data, "qxslab", 12, layout="qxslab", size=32, seed=0, progress=False)
     bad = split_pairs(find_pairs(data).pairs, seed=0)["val"][0].sar  # read for the sample grids, before fit()
     bad.write_bytes(b"not an image any more")
-    monkeypatch.setattr(layouts, "check_pair", lambda pair, bands=None: None)  # as if it broke after the scan
+    monkeypatch.setattr(layouts, "check_pair", lambda *args: None)  # as if it broke after the scan
     argv = ["train", "--experiment", "patchgan", "--image-size", "32", "--batch-size", "2", "--epochs", "1",
             "--data", str(data), "--out", str(tmp_path / "run"), "--verbose", "0"]
     line = cli_error(argv)
@@ -153,13 +153,15 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     assert summary["sar_options"] == expected and summary["optical_options"] == {"range": [0.0, 200.0]}
     markdown = (tmp_path / "eval" / "summary.md").read_text()
     assert "- Scaling to [0, 1]: SAR input image, percentiles 2..98; optical range 0..200\n" in markdown
-    given = ["--sar-input", "image", "--optical-bands", "3", "2", "1"]  # the run's optical range still applies
+    # Options given replace the run's one by one: its SAR input and optical range still apply.
+    given = ["--percentiles", "5", "95", "--sar-band", "1", "--optical-bands", "3", "2", "1"]
     assert main([*evaluation, "-o", str(tmp_path / "eval-db"), *given]) == 0
     summary = json.loads((tmp_path / "eval-db" / "summary.json").read_text())
-    assert summary["sar_options"] == {"input": "image"}
+    assert summary["sar_options"] == {"input": "image", "percentiles": [5.0, 95.0], "band": 1}
     assert summary["optical_options"] == {"range": [0.0, 200.0], "bands": [3, 2, 1]}
     markdown = (tmp_path / "eval-db" / "summary.md").read_text()
-    assert "- Scaling to [0, 1]: SAR input image; optical range 0..200, bands 3 2 1\n" in markdown
+    assert "- Scaling to [0, 1]: SAR input image, percentiles 5..95, band 1; optical range 0..200, bands 3 2 1\n" \
+        in markdown
     (out / "config.json").unlink()
     line = cli_error([*evaluation, "-o", str(tmp_path / "eval-lost")])
     assert line.endswith(f"received {out / 'split.json'} without a config.json beside it")

@@ -210,17 +210,19 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     _identity_generator(32).save(model_path)
     out = tmp_path / "tile_out.png"
     translate = ["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out)]
-    with caplog.at_level(logging.WARNING):
-        assert main([*translate, "--downsample", "2"]) == 0
-    assert not [record for record in caplog.records if "--downsample" in record.getMessage()]
     trained_on = resize(to_unit(tile[..., None]), 32)[..., 0]
-    assert np.abs(read_image(out)[..., 0].astype(int) - np.round(trained_on * 255)).max() <= 1
-    for model in (run, model_path):  # without --downsample, the run's resize is named
-        caplog.clear()
+    for model in (run, model_path):  # without --downsample, the run's resize is taken, and said
+        out.unlink(missing_ok=True)
         with caplog.at_level(logging.WARNING):
             assert main([*translate[:2], str(model), *translate[3:]]) == 0
-        assert "run learned 64x64 tiles resized to 32x32 px; pass --downsample 2 to translate at that ground " \
-               "resolution (now --downsample 1)" in caplog.messages
+        assert "reading SAR as run was trained: --downsample 2" in capsys.readouterr().out
+        assert np.abs(read_image(out)[..., 0].astype(int) - np.round(trained_on * 255)).max() <= 1
+    assert not [record for record in caplog.records if "--downsample" in record.getMessage()]
+    with caplog.at_level(logging.WARNING):  # another factor given: done, and the run's resize named
+        assert main([*translate, "--downsample", "1"]) == 0
+    assert "run learned 64x64 tiles resized to 32x32 px; pass --downsample 2 to translate at that ground " \
+           "resolution (now --downsample 1)" in caplog.messages
+    assert read_image(out).shape[:2] == (64, 64)
     other = tmp_path / "other"  # a generator beside another tool's config.json: no hint, no failure
     other.mkdir()
     (other / "generator.keras").write_bytes(model_path.read_bytes())
@@ -386,3 +388,43 @@ def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):
     message = str(error.value)
     assert message.startswith(f"Expected a loadable .keras model, received {unknown} (") and "NoSuchModel" in message
     assert "\n" not in message and len(message) < 400 + len(str(unknown))
+
+
+def test_a_runs_model_reads_sar_as_the_run_did_unless_told_otherwise(tmp_path, capsys, caplog):
+    """translate --model RUN takes the run's SAR band and scaling from config.json (a VH band of a
+    dual-pol scene, stretched on its own), says so, and warns when other options are given."""
+    rng = np.random.default_rng(7)
+    vv = rng.uniform(-20.0, -5.0, (96, 80)).astype(np.float32)
+    bands = {"vv": vv, "vh": vv - 9.0 + rng.normal(0.0, 1.5, vv.shape).astype(np.float32)}
+    scene = tmp_path / "dual.tif"
+    with rasterio.open(scene, "w", driver="GTiff", height=96, width=80, count=2, dtype="float32", crs=CRS,
+                       transform=TRANSFORM) as dataset:
+        dataset.write(np.stack(list(bands.values())))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"run": {"sar_options": {"input": "db", "band": 2}}}')
+    _identity_generator(32).save(run / "generator.keras")
+    expected = {}
+    for name, band in bands.items():
+        _write_geotiff(tmp_path / f"{name}.tif", band)
+        written = translate_file(_identity_generator(32), tmp_path / f"{name}.tif", tmp_path / f"{name}_out.tif",
+                                 sar_options={"input": "db"}, progress=False)
+        expected[name] = read_image(written)
+
+    out = tmp_path / "out.tif"
+    with caplog.at_level(logging.WARNING):
+        assert main(["translate", "--model", str(run), str(scene), "-o", str(out)]) == 0
+    assert "reading SAR as run was trained: SAR input db, band 2" in capsys.readouterr().out
+    assert not caplog.records
+    np.testing.assert_array_equal(read_image(out), expected["vh"])
+    with caplog.at_level(logging.WARNING):
+        assert main(["translate", "--model", str(run), str(scene), "-o", str(out), "--sar-band", "1"]) == 0
+    # Options given replace the run's one by one.
+    assert caplog.messages == ["run was trained on SAR input db, band 2; translating with SAR input db, band 1"]
+    np.testing.assert_array_equal(read_image(out), expected["vv"])
+    assert main(["translate", "--model", str(run), str(scene), "-o", str(out), "--sar-band", "3"]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"error: Expected SAR band 3 in {scene}, received 2 bands")
+    (run / "config.json").write_text('{"run": {"sar_options": {"band": 0}}}')  # not ours: ignored, as none
+    assert main(["translate", "--model", str(run), str(scene), "-o", str(out)]) == 0
+    assert "reading SAR as" not in capsys.readouterr().out
+    np.testing.assert_array_equal(read_image(out), expected["vv"])

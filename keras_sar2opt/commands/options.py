@@ -41,8 +41,13 @@ def preprocessing_steps(args):
 
 
 def add_sar_scaling_options(parser):
-    """--sar-input, --db-range and --percentiles: how stored SAR values are scaled to [0, 1]."""
-    scaling = parser.add_argument_group("SAR scaling to [0, 1]")
+    """--sar-band, --sar-input, --db-range and --percentiles: which SAR band is used and how its values
+    are scaled to [0, 1]."""
+    scaling = parser.add_argument_group("SAR band and scaling to [0, 1]")
+    scaling.add_argument(
+        "--sar-band", type=int, metavar="B",
+        help="band counted from 1, e.g. 2 for VH of a VV, VH stack (default: the first of 2 bands, else all)",
+    )
     scaling.add_argument(
         "--sar-input", choices=("auto", "image", "linear", "amplitude", "db"),
         help="how SAR values are stored (default auto: integers are images, negative floats dB, other floats linear)",
@@ -52,15 +57,9 @@ def add_sar_scaling_options(parser):
 
 
 def sar_options(args):
-    """The `to_unit` SAR options dict of the parsed scaling options, or None when none was given."""
-    if not (args.sar_input or args.db_range or args.percentiles):
-        return None
-    options = {"input": args.sar_input or "auto"}
-    if args.db_range:
-        options["db_range"] = args.db_range
-    if args.percentiles:
-        options["percentiles"] = args.percentiles
-    return options
+    """The `to_unit` SAR options dict of the band and scaling options given, or None when none was."""
+    given = {"input": args.sar_input, "db_range": args.db_range, "percentiles": args.percentiles, "band": args.sar_band}
+    return {key: value for key, value in given.items() if value is not None} or None
 
 
 def add_optical_scaling_options(parser):

@@ -18,7 +18,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # Ways the values of a SAR file may be stored, for `to_unit(..., {"input": ...})`.
 SAR_INPUTS = ("auto", "image", "linear", "amplitude", "db")
-SAR_OPTION_KEYS = ("input", "db_range", "percentiles")
+SAR_OPTION_KEYS = ("input", "db_range", "percentiles", "band")
 OPTICAL_OPTION_KEYS = ("range", "bands")
 DEFAULT_PERCENTILES = (1.0, 99.0)
 # End-of-file markers, searched in a file's last 64 bytes: a file without one was cut short.
@@ -214,7 +214,38 @@ def check_sar_options(sar_options):
         raise Sar2OptError(f"Expected SAR input among {', '.join(SAR_INPUTS)}, received {kind!r}")
     for key in ("db_range", "percentiles"):
         check_value_range(key, sar_options.get(key))
+    band = sar_options.get("band")
+    if band is not None and not (isinstance(band, int) and not isinstance(band, bool) and band >= 1):
+        raise Sar2OptError(f"Expected the SAR band as a number counted from 1, received {band!r}")
     return kind
+
+
+def merge_sar_options(recorded, given):
+    """A run's `recorded` SAR options with the keys `given` replacing its own; a given stretch
+    (db_range or percentiles) replaces the recorded one of either kind. None when both are empty."""
+    merged = dict(recorded or {})
+    if given and {"db_range", "percentiles"} & given.keys():
+        merged.pop("db_range", None), merged.pop("percentiles", None)
+    return {**merged, **(given or {})} or None
+
+
+def check_sar_band(count, band, path=None):
+    """Raise Sar2OptError, naming `path`, unless a SAR image of `count` bands has `band` or, without
+    it, at most 4 bands."""
+    where = f" in {path}" if path is not None else ""
+    if band is not None and band > count:
+        raise Sar2OptError(f"Expected SAR band {band}{where}, received {count} band{'s' * (count != 1)}")
+    if band is None and count > 4:
+        raise Sar2OptError(f"Expected 1 to 4 SAR bands{where}, received {count}: choose one with --sar-band")
+
+
+def select_sar_band(array, band=None, path=None):
+    """The SAR band(s) of an HxWxC image that are scaled and fed to a model: `band` (counted from 1),
+    else the first of two (VV of a VV, VH stack; grey of grey + alpha), else all."""
+    check_sar_band(array.shape[-1], band, path)
+    if band is not None:
+        return array[..., band - 1 : band]
+    return array[..., :1] if array.shape[-1] == 2 else array
 
 
 def check_value_range(name, value):
@@ -248,7 +279,7 @@ def _image_to_unit(values, percentiles):
     return percentile_stretch(values, *DEFAULT_PERCENTILES)
 
 
-def to_unit(array, sar_options=None):
+def to_unit(array, sar_options=None, path=None):
     """Scale an image to float32 in [0, 1].
 
     `sar_options=None` (optical, or SAR stored as display images): integers are divided by their
@@ -260,12 +291,16 @@ def to_unit(array, sar_options=None):
       - "db_range": [low, high] dB mapped to [0, 1] (e.g. [-25, 0] as in SEN1-2);
         without it dB values get a percentile stretch;
       - "percentiles": [low, high] clip percentiles (default [1, 99] for dB values; for images
-        only when given).
+        only when given);
+      - "band": the band to use, counted from 1 (default `select_sar_band`'s choice), taken before
+        the statistics so that a VH band never shifts the stretch of VV.
+    `path` names the file in errors.
     """
     array = np.asarray(array)
     if sar_options is None:
         return _image_to_unit(array, None)
     kind = check_sar_options(sar_options)
+    array = select_sar_band(array, sar_options.get("band"), path)
     if kind == "auto":
         kind = "image" if array.dtype.kind in "ui" else ("db" if array.min() < 0 else "linear")
     if kind == "image":
@@ -276,6 +311,20 @@ def to_unit(array, sar_options=None):
     if sar_options.get("db_range") is not None:
         return scale_to_unit(values, *sar_options["db_range"])
     return percentile_stretch(values, *(sar_options.get("percentiles") or DEFAULT_PERCENTILES))
+
+
+def describe_options(options, default):
+    """SAR or optical options in a line, e.g. "input db, db_range -25..0, band 2"; `default` when none."""
+    parts = []
+    for key, value in (options or {}).items():
+        if key == "bands":
+            text = " ".join(map(str, value))
+        elif isinstance(value, (list, tuple)):
+            text = f"{value[0]:g}..{value[1]:g}"
+        else:
+            text = str(value)
+        parts.append(f"{key} {text}")
+    return ", ".join(parts) or default
 
 
 def check_optical_options(optical_options):

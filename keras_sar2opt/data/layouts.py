@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 from tqdm import tqdm
 
-from keras_sar2opt.data.io import IMAGE_EXTENSIONS, check_optical_bands, inspect_image
+from keras_sar2opt.data.io import IMAGE_EXTENSIONS, check_optical_bands, check_sar_band, inspect_image
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.reports.files import atomic_path
 
@@ -345,21 +345,21 @@ def dataset_sar_files(root):
     return sorted(scan.sar.values(), key=lambda path: natural_key(str(path))) or None
 
 
-def check_pair(pair, optical_bands=None):
+def check_pair(pair, optical_bands=None, sar_band=None):
     """Raise `Sar2OptError` naming the file if a pair cannot be used (see `inspect_image`), its
-    optical image holding the `optical_bands` asked for (see `check_optical_bands`)."""
+    images holding the `optical_bands` and `sar_band` asked for (see `check_optical_bands`,
+    `check_sar_band`)."""
     sar, optical = inspect_image(pair.sar), inspect_image(pair.optical)
     if sar[:2] != optical[:2]:
         raise Sar2OptError(
             f"Expected {pair.optical} to be {sar.height}x{sar.width} like its SAR partner {pair.sar}, "
             f"received {optical.height}x{optical.width}"
         )
-    if sar.channels > 4:
-        raise Sar2OptError(f"Expected 1 to 4 channels in {pair.sar}, received {sar.channels}")
+    check_sar_band(sar.channels, sar_band, pair.sar)
     check_optical_bands(optical.channels, optical_bands, pair.optical)
 
 
-def _problem(candidate, optical_bands=None):
+def _problem(candidate, optical_bands=None, sar_band=None):
     """The error message of a candidate (name, sar path or None, optical path or None), or None."""
     name, sar, optical = candidate
     if optical is None:
@@ -367,7 +367,7 @@ def _problem(candidate, optical_bands=None):
     if sar is None:
         return f"Expected a SAR partner for {optical} (pair {name!r}), received none"
     try:
-        check_pair(Pair(name, sar, optical), optical_bands)
+        check_pair(Pair(name, sar, optical), optical_bands, sar_band)
     except Sar2OptError as error:
         return str(error)
     return None
@@ -388,13 +388,13 @@ def _resolve_split(split_file, by_name, on_bad, skipped):
     return split
 
 
-def find_pairs(root, layout="auto", on_bad="error", optical_bands=None):
+def find_pairs(root, layout="auto", on_bad="error", optical_bands=None, sar_band=None):
     """Find the SAR/optical pairs under `root` (a folder, or a CSV of sar,optical[,name] paths).
 
     Pairs are matched by name (never by sort order); files not named like the layout are
     ignored, and every pair is checked (missing partner, empty, truncated or unreadable file,
-    non-finite TIFF values, partners of different sizes, optical images without the
-    `optical_bands` asked for or, without them, of more than 4 bands). `on_bad="error"` raises
+    non-finite TIFF values, partners of different sizes, SAR and optical images without the
+    `sar_band` and `optical_bands` asked for or, without them, of more than 4 bands). `on_bad="error"` raises
     `Sar2OptError` naming the first bad file; `"skip"` leaves bad pairs out and lists them in
     `PairSet.skipped` (see `save_skipped`). A SAR2Optical `split.json` fills `PairSet.split`.
     """
@@ -416,7 +416,7 @@ def find_pairs(root, layout="auto", on_bad="error", optical_bands=None):
         )
     candidates = [(n, scan.sar.get(n), scan.optical.get(n)) for n in names]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        check = functools.partial(_problem, optical_bands=optical_bands)
+        check = functools.partial(_problem, optical_bands=optical_bands, sar_band=sar_band)
         problems = list(tqdm(pool.map(check, candidates), total=len(candidates), desc="Checking pairs",
                              unit="pair", leave=False, disable=len(candidates) < 2000))
     pairs, skipped = [], []

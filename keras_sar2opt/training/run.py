@@ -180,17 +180,18 @@ def _dtype_policy(precision):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET, optical_bands=None):
+def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET, optical_bands=None,
+                 sar_band=None):
     """The PairSet to train on: `data`, or the synthetic `preset` (default qxslab) written into `out/data`.
 
     The synthetic pairs are reused when `out/data` already holds a complete set with the same
     settings (its synthetic.json, written last), and rewritten otherwise. Pairs are checked as
-    `find_pairs` checks them, their optical images for `optical_bands`.
+    `find_pairs` checks them, their images for `optical_bands` and `sar_band`.
     """
     from keras_sar2opt.data import find_pairs
 
     if data is not None:
-        return find_pairs(data, on_bad=on_bad, optical_bands=optical_bands), None
+        return find_pairs(data, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band), None
     from keras_sar2opt.data.synthetic import get_preset, write_synthetic
 
     synthetic = {"preset": preset, "pairs": pairs, "size": image_size, "seed": seed}
@@ -203,7 +204,7 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC
     if not isinstance(written, dict) or any(written.get(key) != synthetic[key] for key in ("pairs", "size", "seed")):
         shutil.rmtree(root, ignore_errors=True)  # an interrupted write: start this folder again
         write_synthetic(root, preset, pairs, layout=get_preset(preset).layout, size=image_size, seed=seed)
-    return find_pairs(root, on_bad=on_bad, optical_bands=optical_bands), synthetic
+    return find_pairs(root, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band), synthetic
 
 
 def make_split(pair_set, seed, batch_size, replicas=1, group=None):
@@ -590,7 +591,11 @@ def train_experiment(
             f"Expected the pre-trained generator of {config.name!r} (keras_sar2opt.finetune; to resume, rerun "
             "its train_finetune_*.py command with the same --output), received none"
         )
-    if isinstance(optical_options, dict):  # None, {} and None-valued keys mean the same: record one form
+    # None, {} and None-valued keys mean the same: record one form (SAR options with their input kind).
+    if isinstance(sar_options, dict):
+        sar_options = {key: value for key, value in sar_options.items() if value is not None}
+        sar_options = {"input": "auto", **sar_options} if sar_options else None
+    if isinstance(optical_options, dict):
         optical_options = {key: value for key, value in optical_options.items() if value is not None} or None
     options = {
         "precision": precision,
@@ -642,7 +647,7 @@ def train_experiment(
 
         pair_set, synthetic = prepare_data(
             data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset,
-            optical_bands=(optical_options or {}).get("bands"),
+            optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
         )
         if store.exists and (out / "split.json").is_file():
             split = recorded_split(out, pair_set)
