@@ -22,12 +22,14 @@ from keras_sar2opt.data.io import (
     TIFF_EXTENSIONS,
     check_sar_band,
     check_sar_options,
+    check_value_range,
     linear_to_db,
     read_image,
     select_sar_band,
     to_channels,
     to_unit,
     write_png,
+    write_png_values,
 )
 from keras_sar2opt.data.layouts import dataset_sar_files
 from keras_sar2opt.data.preprocess import apply_preprocessing
@@ -37,7 +39,7 @@ from keras_sar2opt.reports import files
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
-WRITABLE = (".png",) + TIFF_EXTENSIONS  # translations are written as 8-bit PNG or GeoTIFF
+WRITABLE = (".png",) + TIFF_EXTENSIONS  # translations are written as PNG or GeoTIFF
 # Preprocessing steps a windowed scene can apply strip by strip: pointwise, or local within
 # `window` (each strip is read with a halo of the windows' window // 2 rows summed, so results equal
 # whole-image ones).
@@ -87,6 +89,7 @@ class RunReading(NamedTuple):
     name: str
     sar_options: dict | None  # None: the default scaling
     tile_size: tuple | None  # (height, width) before the resize to the model's size; None: not recorded
+    optical_range: list | None  # stored optical values the run mapped to [0, 1]; None: by bit depth
 
 
 def reading_of_run(model_path):
@@ -105,14 +108,19 @@ def reading_of_run(model_path):
     run = recorded.get("run") if isinstance(recorded, dict) else None
     if not isinstance(run, dict):
         return None
-    tile, options = run.get("tile_size"), run.get("sar_options")
+    tile, options, optical = run.get("tile_size"), run.get("sar_options"), run.get("optical_options")
     if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(side, int) and side > 0 for side in tile)):
         tile = None
     try:
         check_sar_options(options if isinstance(options, dict) else {})
     except Sar2OptError:
         options = None
-    return RunReading(run_dir.name, options or None, tuple(tile) if tile else None)
+    optical_range = optical.get("range") if isinstance(optical, dict) else None
+    try:
+        check_value_range("optical range", optical_range)
+    except Sar2OptError:
+        optical_range = None
+    return RunReading(run_dir.name, options or None, tuple(tile) if tile else None, optical_range)
 
 
 def run_downsample(reading, model):
@@ -340,26 +348,48 @@ class _Downsampled:
         return {**georeference, "transform": georeference["transform"] @ Affine.scale(self.factor)}
 
 
-def _to_uint8(image):
-    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+class OutputEncoding:
+    """How [0, 1] translations are stored: 8-bit display values, or mapped back to the optical
+    `value_range` a model learned (train's --optical-range, e.g. reflectance x10000 0..3000), as
+    uint16 where both ends are integers in 0..65535, else float32."""
+
+    def __init__(self, value_range=None):
+        if value_range is None:
+            self.dtype, self.low, self.span = np.dtype(np.uint8), 0.0, 255.0
+            return
+        check_value_range("--output-range", value_range)
+        low, high = (float(value) for value in value_range)
+        integers = all(value.is_integer() and 0 <= value <= np.iinfo(np.uint16).max for value in (low, high))
+        self.dtype = np.dtype(np.uint16 if integers else np.float32)
+        self.low, self.span = low, high - low
+
+    def check(self, path):
+        """Raise Sar2OptError unless `path`'s format can hold these values (PNG: integers only)."""
+        if self.dtype.kind == "f" and Path(path).suffix.lower() not in TIFF_EXTENSIONS:
+            raise Sar2OptError(f"Expected a .tif output for a non-integer --output-range, received {path}")
+
+    def __call__(self, rows):
+        values = np.float32(self.low) + np.clip(rows, 0.0, 1.0) * np.float32(self.span)
+        return values.astype(self.dtype) if self.dtype.kind == "f" else np.round(values).astype(self.dtype)
 
 
 class _PNGSink:
-    """Collects 8-bit rows and writes one PNG when its context ends without an error."""
+    """Collects encoded rows and writes one PNG when its context ends without an error."""
 
-    def __init__(self, path, height, width, channels):
-        self.path = path
-        self.image = np.zeros((height, width, channels), np.uint8)
+    def __init__(self, path, height, width, channels, encoding):
+        encoding.check(path)
+        self.path, self.encoding = path, encoding
+        self.image = np.zeros((height, width, channels), encoding.dtype)
 
     def write(self, y0, rows):
-        self.image[y0 : y0 + rows.shape[0]] = _to_uint8(rows)
+        self.image[y0 : y0 + rows.shape[0]] = self.encoding(rows)
 
     def __enter__(self):
         return self
 
     def __exit__(self, error_type, *_):
         if error_type is None:
-            write_png(self.path, self.image.astype(np.float32) / 255.0)
+            write_png_values(self.path, self.image)
 
 
 class _GeoTIFFSource:
@@ -447,16 +477,16 @@ class _GeoTIFFSource:
 
 
 class _GeoTIFFSink:
-    """An 8-bit GeoTIFF written row window by row window, georeferenced like the input, with
+    """A GeoTIFF of encoded rows written row window by row window, georeferenced like the input, with
     averaged overviews (see OVERVIEW_MIN_SIDE); removed on error."""
 
-    def __init__(self, path, height, width, channels, georeference):
+    def __init__(self, path, height, width, channels, georeference, encoding):
         import rasterio
 
-        self.path = path
+        self.path, self.encoding = path, encoding
         path.parent.mkdir(parents=True, exist_ok=True)
         profile = dict(
-            driver="GTiff", height=height, width=width, count=channels, dtype="uint8",
+            driver="GTiff", height=height, width=width, count=channels, dtype=encoding.dtype.name,
             tiled=True, blockxsize=256, blockysize=256, compress="deflate",
         )
         profile.update({k: v for k, v in (georeference or {}).items() if v is not None})
@@ -468,7 +498,7 @@ class _GeoTIFFSink:
         from rasterio.windows import Window
 
         window = Window(0, y0, rows.shape[1], rows.shape[0])
-        self.dataset.write(np.moveaxis(_to_uint8(rows), -1, 0), window=window)
+        self.dataset.write(np.moveaxis(self.encoding(rows), -1, 0), window=window)
 
     def write_mask(self, y0, valid):
         from rasterio.windows import Window
@@ -537,9 +567,9 @@ class _Preview:
 
 def translate_file(
     model, src, dst, *, steps=None, sar_options=None, downsample=1, overlap=None, batch_size=4, grid=False,
-    progress=True,
+    output_range=None, progress=True,
 ):
-    """Translate one SAR image file into `dst` (8-bit PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
+    """Translate one SAR image file into `dst` (PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
 
     TIFF inputs are read in windows (scaling statistics from a decimated overview); other formats are
     read whole. A TIFF output keeps the input's CRS and transform; the input's nodata pixels come out
@@ -547,14 +577,17 @@ def translate_file(
     (None: detected from the values, as training does). `downsample` K > 1 averages K x K pixels
     after preprocessing (see `_Downsampled`), for a model trained on tiles resized by 1/K; the
     output has the reduced size, its GeoTIFF transform K times the pixel size. `grid=True` also
-    writes `<dst stem>_grid.png`: the preprocessed input beside the translation. Returns the output
-    path.
+    writes `<dst stem>_grid.png`: the preprocessed input beside the translation. Outputs hold 8-bit
+    values, or with `output_range` values mapped back to it (see `OutputEncoding`). Returns the
+    output path.
     """
     import rasterio
 
     if not isinstance(downsample, int) or isinstance(downsample, bool) or downsample < 1:
         raise Sar2OptError(f"Expected --downsample to be a positive integer, received {downsample!r}")
     src, dst = Path(src), Path(dst)
+    encoding = OutputEncoding(output_range)
+    encoding.check(dst)
     channels, out_channels = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), contextlib.ExitStack() as stack:
         if src.suffix.lower() in TIFF_EXTENSIONS:
@@ -568,11 +601,11 @@ def translate_file(
             if georeference is not None:
                 georeference = source.georeference
         if dst.suffix.lower() in TIFF_EXTENSIONS:
-            sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference)
+            sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference, encoding)
         else:
             if georeference is not None and georeference["crs"] is not None:
                 logger.warning(f"Writing {dst} as PNG drops {src.name}'s georeferencing; write a .tif to keep it")
-            sink = _PNGSink(dst, source.height, source.width, out_channels)
+            sink = _PNGSink(dst, source.height, source.width, out_channels, encoding)
         stack.enter_context(sink)
         masked = getattr(source, "masked", False)
         if masked:
@@ -646,6 +679,7 @@ def translate_paths(model, inputs, out, *, progress=True, **options):
 
 
 __all__ = [
+    "OutputEncoding",
     "blend_weights",
     "load_generator",
     "plan_outputs",

@@ -428,3 +428,40 @@ def test_a_runs_model_reads_sar_as_the_run_did_unless_told_otherwise(tmp_path, c
     assert main(["translate", "--model", str(run), str(scene), "-o", str(out)]) == 0
     assert "reading SAR as" not in capsys.readouterr().out
     np.testing.assert_array_equal(read_image(out), expected["vv"])
+
+
+def test_output_range_writes_the_optical_values_a_run_learned(tmp_path, capsys):
+    """--output-range maps [0, 1] back to stored optical values: 16-bit for integer ends (a PNG or
+    GeoTIFF of Sentinel-2 reflectance x10000), 32-bit float GeoTIFFs otherwise."""
+    tile = _scene(48, 40, seed=8)
+    write_png(tmp_path / "tile.png", tile / 255.0)
+    _write_geotiff(tmp_path / "scene.tif", tile)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"run": {"optical_options": {"range": [0, 3000]}}}')
+    _identity_generator(32).save(run / "generator.keras")
+    unit = tile / 255.0
+    translate = ["translate", "--model", str(run)]
+    assert main([*translate, str(tmp_path / "tile.png"), "-o", str(tmp_path / "display.png")]) == 0
+    assert "run learned optical values 0..3000: --output-range 0 3000 writes them" in capsys.readouterr().out
+    assert read_image(tmp_path / "display.png").dtype == np.uint8
+    assert main([*translate, str(tmp_path / "tile.png"), "-o", str(tmp_path / "s2.png"), "--output-range", "0", "3000"]) == 0
+    reflectance = read_image(tmp_path / "s2.png")[..., 0]
+    assert reflectance.dtype == np.uint16 and np.abs(reflectance - np.round(unit * 3000)).max() <= 1
+    assert main([*translate, str(tmp_path / "scene.tif"), "-o", str(tmp_path / "s2.tif"),
+                 "--output-range", "0", "0.3"]) == 0
+    with rasterio.open(tmp_path / "s2.tif") as result:
+        values, crs = result.read(1), result.crs
+    assert values.dtype == np.float32 and crs == CRS
+    np.testing.assert_allclose(values, unit * 0.3, atol=1e-6)
+    capsys.readouterr()
+    missing = ["translate", "--model", str(tmp_path / "absent.keras"), str(tmp_path / "tile.png")]
+    for options, message in (
+        (["-o", str(tmp_path / "x.png"), "--output-range", "0", "0.3"],  # checked before the model loads
+         f"Expected a .tif output for a non-integer --output-range, received {tmp_path / 'x.png'}"),
+        (["-o", str(tmp_path / "x.tif"), "--output-range", "3000", "0"],
+         "Expected --output-range as [low, high] finite with low < high, received [3000.0, 0.0]"),
+    ):
+        assert main([*missing, *options]) == 1
+        assert capsys.readouterr().err.strip().endswith(f"error: {message}")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.tif").exists()

@@ -20,7 +20,8 @@ def register(subparsers):
         description=(
             "Translate SAR images to optical. Preprocessing options apply in the order given "
             "(report §3.5: --median 7 --gamma 7). Images larger than the model are tiled with "
-            "overlap and blended; GeoTIFF inputs give georeferenced 8-bit GeoTIFFs, others 8-bit PNGs. A model "
+            "overlap and blended; GeoTIFF inputs give georeferenced GeoTIFFs, others PNGs, of 8-bit values unless "
+            "--output-range says otherwise. A model "
             "of a training run (its folder, generator.keras or a checkpoint) reads SAR as the run did: its SAR "
             "band and scaling and its --downsample, unless given here."
         ),
@@ -39,6 +40,12 @@ def register(subparsers):
         "at 128 px): the ground resolution it learned; outputs are K times smaller (default: the run's "
         "resize, else 1)",
     )
+    parser.add_argument(
+        "--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        help="write optical values mapped back to LOW..HIGH, the --optical-range the model was trained with (e.g. "
+        "0 3000 for Sentinel-2 reflectance x10000): 16-bit for integers in 0..65535, else 32-bit float (.tif "
+        "only); default 8-bit display values",
+    )
     parser.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default tile/4)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--grid", action="store_true", help="also write <name>_grid.png: input beside output")
@@ -49,54 +56,66 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def run(args):
+def _sar_scaling(given, reading):
+    """The SAR options to translate with: the run's, those `given` replacing its own one by one; and
+    a note of what came from the run. A difference from the run is warned about."""
     from keras_sar2opt.data.io import describe_options, merge_sar_options
+
+    if reading is None:
+        return given, []
+    scaling = merge_sar_options(reading.sar_options, given)
+    if given is None:
+        return scaling, [f"SAR {describe_options(scaling, 'auto')}"] if scaling else []
+    if scaling != reading.sar_options:
+        logger.warning(
+            f"{reading.name} was trained on SAR {describe_options(reading.sar_options, 'auto')}; translating "
+            f"with SAR {describe_options(scaling, 'auto')}"
+        )
+    return scaling, []
+
+
+def _downsample(given, reading, model):
+    """The --downsample to translate with: `given`, else the run's resize, else 1; and a note of what
+    came from the run. A given factor other than the run's is warned about."""
+    from keras_sar2opt.inference import run_downsample, tile_size
+
+    learned = run_downsample(reading, model)
+    if given is None:
+        factor = learned or 1
+        return factor, [f"--downsample {factor}"] if factor > 1 else []
+    if learned is not None and learned != given:
+        size = tile_size(model)
+        logger.warning(
+            f"{reading.name} learned {reading.tile_size[0]}x{reading.tile_size[1]} tiles resized to {size}x{size} "
+            f"px; pass --downsample {learned} to translate at that ground resolution (now --downsample {given})"
+        )
+    return given, []
+
+
+def run(args):
     from keras_sar2opt.data.loading import check_reading_options
-    from keras_sar2opt.inference import (
-        load_generator,
-        plan_outputs,
-        reading_of_run,
-        run_downsample,
-        tile_size,
-        translate_paths,
-    )
+    from keras_sar2opt.inference import OutputEncoding, load_generator, plan_outputs, reading_of_run, translate_paths
 
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
         if value is not None and value < 1:
             raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
-    steps, scaling = preprocessing_steps(args), sar_options(args)
-    reading = reading_of_run(args.model)
-    as_trained = []  # settings taken from the model's run
-    if reading is not None:
-        given, scaling = scaling, merge_sar_options(reading.sar_options, scaling)
-        if given is None and scaling is not None:
-            as_trained.append(f"SAR {describe_options(scaling, 'auto')}")
-        elif scaling != reading.sar_options:
-            logger.warning(
-                f"{reading.name} was trained on SAR {describe_options(reading.sar_options, 'auto')}; translating "
-                f"with SAR {describe_options(scaling, 'auto')}"
-            )
+    steps, reading = preprocessing_steps(args), reading_of_run(args.model)
+    scaling, as_trained = _sar_scaling(sar_options(args), reading)
     # Bad options and paths fail here, before the model loads.
     check_reading_options(scaling, preprocessing=steps)
-    plan_outputs(args.inputs, args.output)
+    encoding = OutputEncoding(args.output_range)
+    for _, dst in plan_outputs(args.inputs, args.output):
+        encoding.check(dst)
+    if reading is not None and reading.optical_range is not None and args.output_range is None:
+        low, high = reading.optical_range
+        print(f"{reading.name} learned optical values {low:g}..{high:g}: --output-range {low:g} {high:g} writes them")
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
-    learned = run_downsample(reading, model)
-    downsample = args.downsample
-    if downsample is None:
-        downsample = learned or 1
-        if downsample > 1:
-            as_trained.append(f"--downsample {downsample}")
-    elif learned is not None and learned != downsample:
-        size = tile_size(model)
-        logger.warning(
-            f"{reading.name} learned {reading.tile_size[0]}x{reading.tile_size[1]} tiles resized to {size}x{size} "
-            f"px; pass --downsample {learned} to translate at that ground resolution (now --downsample {downsample})"
-        )
-    if as_trained:
-        print(f"reading SAR as {reading.name} was trained: {'; '.join(as_trained)}")
+    downsample, from_run = _downsample(args.downsample, reading, model)
+    if as_trained + from_run:
+        print(f"reading SAR as {reading.name} was trained: {'; '.join(as_trained + from_run)}")
     written = translate_paths(
-        model, args.inputs, args.output, steps=steps, sar_options=scaling,
-        downsample=downsample, overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid,
+        model, args.inputs, args.output, steps=steps, sar_options=scaling, downsample=downsample,
+        overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid, output_range=args.output_range,
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")
     return 0

@@ -384,8 +384,13 @@ def optical_to_unit(array, optical_options=None, path=None):
 
 def write_png(path, image_unit_float):
     """Write a [0, 1] float image (HxW, HxWx1 or HxWx3) as an 8-bit PNG, atomically; returns the path."""
-    path = Path(path)
     image = np.round(np.clip(np.asarray(image_unit_float, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return write_png_values(path, image)
+
+
+def write_png_values(path, image):
+    """Write a uint8 or uint16 image (HxW, HxWx1 or HxWx3) as a PNG of its bit depth, atomically; returns the path."""
+    path = Path(path)
     if image.ndim == 3 and image.shape[-1] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     try:
