@@ -69,7 +69,7 @@ def test_sar_scaling_linear_db_amplitude_and_percentiles():
     assert to_unit(np.array([[[0], [255]]], np.uint8), {}).tolist() == [[[0.0], [1.0]]]
     assert to_unit(np.array([[[-500], [0], [32767]]], np.int16), {}).tolist() == [[[0.0], [0.0], [1.0]]]
     assert to_unit(linear, {}).dtype == np.float32
-    with pytest.raises(Sar2OptError, match="Expected SAR input among"):
+    with pytest.raises(Sar2OptError, match=r"Expected SAR input \(--sar-input\) among"):
         to_unit(linear, {"input": "decibel"})
     with pytest.raises(Sar2OptError, match="received clip"):
         to_unit(linear, {"clip": [1, 99]})
@@ -92,7 +92,7 @@ def test_sar_band_of_a_dual_pol_stack_is_scaled_on_its_own():
     with pytest.raises(Sar2OptError, match="Expected 1 to 4 SAR bands in s1.tif, received 6: choose one with --sar-band"):
         to_unit(six, {}, "s1.tif")
     for band in (0, True, "2", 1.0):
-        with pytest.raises(Sar2OptError, match=f"Expected the SAR band as a number counted from 1, received {band!r}"):
+        with pytest.raises(Sar2OptError, match=rf"Expected the SAR band \(--sar-band\) as a number counted from 1, received {band!r}"):
             to_unit(stack, {"band": band})
 
 
@@ -121,14 +121,14 @@ def test_optical_bands_and_range_map_stored_values_to_unit():
     with pytest.raises(Sar2OptError, match=r"Expected optical band 14 in s2\.tif, received 13 bands"):
         optical_to_unit(stack, {"bands": [14, 3, 2]}, "s2.tif")
     for options, message in (
-        ({"bands": [4, 3]}, r"optical bands as 1 or 3 band numbers counted from 1, received \[4, 3\]"),
+        ({"bands": [4, 3]}, r"optical bands \(--optical-bands\) as 1 or 3 band numbers counted from 1, received \[4, 3\]"),
         ({"bands": [0]}, r"received \[0\]"),
-        ({"range": [3000, 0]}, r"optical range as \[low, high\] finite with low < high, received \[3000, 0\]"),
+        ({"range": [3000, 0]}, r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[3000, 0\]"),
         ({"scale": 2}, "Expected optical options among range, bands, received scale"),
     ):
         with pytest.raises(Sar2OptError, match=message):
             check_optical_options(options)
-    with pytest.raises(Sar2OptError, match=r"db_range as \[low, high\] finite with low < high, received \[0, -25\]"):
+    with pytest.raises(Sar2OptError, match=r"db_range \(--db-range\) as \[low, high\] finite with low < high, received \[0, -25\]"):
         to_unit(floats, {"db_range": [0, -25]})
     with pytest.raises(Sar2OptError, match=r"received \[0, inf\]"):
         to_unit(floats, {"db_range": [0, float("inf")]})

@@ -131,7 +131,7 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     np.testing.assert_allclose(ranged[0], stored / 1000.0 - 1.0, atol=1e-5)
     sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_options={"range": [0, 2000]}, workers=1)
     np.testing.assert_array_equal(sequence[0][1], ranged)
-    with pytest.raises(Sar2OptError, match=r"optical range as \[low, high\] finite with low < high, received \[5\]"):
+    with pytest.raises(Sar2OptError, match=r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[5\]"):
         make_dataset(reflectance_pairs, 16, 2, training=False, optical_options={"range": [5]})
 
     with caplog.at_level("WARNING"):

@@ -129,6 +129,9 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
 
     monkeypatch.setattr(pipeline, "_pair_loader", recording_loader)
     out = tmp_path / "run"
+    line = cli_error([*TRAIN, "--out", str(out), "--db-range", "0", "-25"])  # names the option, makes no run
+    assert line.endswith("Expected db_range (--db-range) as [low, high] finite with low < high, received [0.0, -25.0]")
+    assert not out.exists()
     scaling = ["--sar-input", "image", "--percentiles", "2", "98", "--optical-range", "0", "200"]
     assert main([*TRAIN, "--epochs", "1", "--out", str(out), *scaling]) == 0
     expected = {"input": "image", "percentiles": [2.0, 98.0]}

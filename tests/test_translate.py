@@ -296,7 +296,7 @@ def test_translate_errors(tmp_path, capsys):
     write_png(tmp_path / "second.png", np.zeros((8, 8)))
     translate = ["translate", "--model", str(tmp_path / "none.keras"), str(tmp_path / "in.png")]
     for extra, message in (
-        (["-o", "x.png", "--percentiles", "99", "1"], "percentiles as [low, high] finite with low < high, received"),
+        (["-o", "x.png", "--percentiles", "99", "1"], "percentiles (--percentiles) as [low, high] finite with low < high, received"),
         (["-o", "x.png", "--median", "4"], "odd positive filter window, received 4 (preprocessing step median)"),
         ([str(tmp_path / "second.png"), "-o", str(tmp_path / "x.tif")],
          f"Expected -o to be a folder for several inputs or a folder input, received {tmp_path / 'x.tif'}"),

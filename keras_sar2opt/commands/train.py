@@ -194,6 +194,10 @@ def run(args):
     if args.pairs is not None and args.data is not None:
         raise Sar2OptError(f"Expected --pairs only without --data, received --data {args.data}")
     _check_experiment_options(args)
+    from keras_sar2opt.data.loading import check_reading_options
+
+    scaling, optical = sar_options(args), optical_options(args)
+    check_reading_options(scaling, optical)  # before TensorFlow's import
     config = get_experiment(args.experiment).with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -237,8 +241,8 @@ def run(args):
         early_stopping=args.early_stopping,
         on_bad=args.on_bad or "error",
         deterministic=bool(args.deterministic),
-        sar_options=sar_options(args),
-        optical_options=optical_options(args),
+        sar_options=scaling,
+        optical_options=optical,
         split_group=args.split_group,
         verbose="auto" if args.verbose is None else args.verbose,
     )

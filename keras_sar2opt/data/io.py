@@ -18,8 +18,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # Ways the values of a SAR file may be stored, for `to_unit(..., {"input": ...})`.
 SAR_INPUTS = ("auto", "image", "linear", "amplitude", "db")
-SAR_OPTION_KEYS = ("input", "db_range", "percentiles", "band")
-OPTICAL_OPTION_KEYS = ("range", "bands")
+# SAR and optical option keys and the command-line options that set them (named in errors).
+SAR_OPTION_FLAGS = {"input": "--sar-input", "db_range": "--db-range", "percentiles": "--percentiles", "band": "--sar-band"}
+OPTICAL_OPTION_FLAGS = {"range": "--optical-range", "bands": "--optical-bands"}
+SAR_OPTION_KEYS, OPTICAL_OPTION_KEYS = tuple(SAR_OPTION_FLAGS), tuple(OPTICAL_OPTION_FLAGS)
 DEFAULT_PERCENTILES = (1.0, 99.0)
 # End-of-file markers, searched in a file's last 64 bytes: a file without one was cut short.
 _END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
@@ -211,12 +213,12 @@ def check_sar_options(sar_options):
         raise Sar2OptError(f"Expected SAR options among {', '.join(SAR_OPTION_KEYS)}, received {', '.join(unknown)}")
     kind = sar_options.get("input", "auto")
     if kind not in SAR_INPUTS:
-        raise Sar2OptError(f"Expected SAR input among {', '.join(SAR_INPUTS)}, received {kind!r}")
+        raise Sar2OptError(f"Expected SAR input (--sar-input) among {', '.join(SAR_INPUTS)}, received {kind!r}")
     for key in ("db_range", "percentiles"):
-        check_value_range(key, sar_options.get(key))
+        check_value_range(f"{key} ({SAR_OPTION_FLAGS[key]})", sar_options.get(key))
     band = sar_options.get("band")
     if band is not None and not (isinstance(band, int) and not isinstance(band, bool) and band >= 1):
-        raise Sar2OptError(f"Expected the SAR band as a number counted from 1, received {band!r}")
+        raise Sar2OptError(f"Expected the SAR band (--sar-band) as a number counted from 1, received {band!r}")
     return kind
 
 
@@ -338,13 +340,15 @@ def check_optical_options(optical_options):
         raise Sar2OptError(
             f"Expected optical options among {', '.join(OPTICAL_OPTION_KEYS)}, received {', '.join(unknown)}"
         )
-    check_value_range("optical range", optical_options.get("range"))
+    check_value_range("optical range (--optical-range)", optical_options.get("range"))
     bands = optical_options.get("bands")
     if bands is not None and (
         not isinstance(bands, (list, tuple)) or len(bands) not in (1, 3)
         or not all(isinstance(band, int) and not isinstance(band, bool) and band >= 1 for band in bands)
     ):
-        raise Sar2OptError(f"Expected optical bands as 1 or 3 band numbers counted from 1, received {bands!r}")
+        raise Sar2OptError(
+            f"Expected optical bands (--optical-bands) as 1 or 3 band numbers counted from 1, received {bands!r}"
+        )
 
 
 def check_optical_bands(count, bands, path=None):
