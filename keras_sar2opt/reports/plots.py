@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
 from keras_sar2opt.reports.files import atomic_path  # noqa: E402
@@ -52,6 +53,7 @@ def plot_curves(history, panels, path, title=None, reference=None):
                 axis.plot(epochs, values, linestyle="none", marker="x", markersize=7, color=colours.get(key), label=label)
         axis.set_title(name)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no ticks between epochs
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
