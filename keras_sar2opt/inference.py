@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 import warnings
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,14 +64,23 @@ def load_generator(path, *, upsample_mode="nearest"):
     path = Path(path)
     if path.is_dir():
         if not (path / "generator.keras").is_file():
+            last = path / "checkpoints" / "last.keras"
+            hint = f"; an unfinished run's latest checkpoint is {last}" if last.is_file() else ""
             raise Sar2OptError(
                 f"Expected a model file (.keras, .pth, .safetensors) or a run folder holding generator.keras, "
-                f"received the folder {path}"
+                f"received the folder {path}{hint}"
             )
         path = path / "generator.keras"
     if not path.is_file():
         raise Sar2OptError(f"Expected a model file (.keras, .pth, .safetensors), received {path}, which does not exist")
+    from keras_sar2opt.finetune import ADAPTERS_FILE
+
     suffix = path.suffix.lower()
+    if path.name == ADAPTERS_FILE and (path.parent / "config.json").is_file():
+        raise Sar2OptError(
+            f"Expected a generator, received {path}, a LoRA run's adapters alone; pass the run folder "
+            f"{path.parent} (its generator.keras holds the merged generator)"
+        )
     if suffix in CHECKPOINT_EXTENSIONS:
         from keras_sar2opt.convert.pix2pix import load_pix2pix_generator
 
@@ -147,6 +157,8 @@ def load_keras_model(path, option=None):
     import keras_sar2opt.training.adversarial  # noqa: F401  (registers AdversarialModel)
 
     expected = f"{option} to be a loadable .keras model" if option else "a loadable .keras model"
+    if not zipfile.is_zipfile(path):  # Keras says "File not found" of these
+        raise Sar2OptError(f"Expected {expected}, received {path} (not a .keras zip archive: cut short, or another format)")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
@@ -194,6 +206,14 @@ def blend_weights(tile, overlap, ramp_in, ramp_out):
     return weights
 
 
+def tile_overlap(tile, overlap=None):
+    """The overlap of neighbouring `tile`-pixel tiles: `overlap`, checked, or tile/4 when None."""
+    overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise Sar2OptError(f"Expected a tile overlap in [0, {tile - 1}] for {tile}-pixel tiles, received {overlap}")
+    return overlap
+
+
 def translate_strips(model, source, sink, *, overlap=None, batch_size=4, preview=None, progress=True, desc=None):
     """Translate `source` into `sink`, one row-strip of overlapping tiles at a time.
 
@@ -202,9 +222,7 @@ def translate_strips(model, source, sink, *, overlap=None, batch_size=4, preview
     tile-high accumulator (with its weights) are held in memory.
     """
     tile = tile_size(model)
-    overlap = tile // 4 if overlap is None else overlap
-    if not 0 <= overlap < tile:
-        raise Sar2OptError(f"Expected a tile overlap in [0, {tile - 1}] for {tile}-pixel tiles, received {overlap}")
+    overlap = tile_overlap(tile, overlap)
     if batch_size < 1:
         raise Sar2OptError(f"Expected a positive batch size, received {batch_size}")
     height, width = source.height, source.width
@@ -588,6 +606,7 @@ def translate_file(
     src, dst = Path(src), Path(dst)
     encoding = OutputEncoding(output_range)
     encoding.check(dst)
+    tile_overlap(tile_size(model), overlap)  # before any output folder is made
     channels, out_channels = model.inputs[0].shape[-1], model.outputs[0].shape[-1]
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), contextlib.ExitStack() as stack:
         if src.suffix.lower() in TIFF_EXTENSIONS:
@@ -688,6 +707,7 @@ __all__ = [
     "scene_halo",
     "strip_sar_options",
     "tile_size",
+    "tile_overlap",
     "tile_starts",
     "translate_array",
     "translate_file",

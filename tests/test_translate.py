@@ -388,6 +388,22 @@ def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):
     message = str(error.value)
     assert message.startswith(f"Expected a loadable .keras model, received {unknown} (") and "NoSuchModel" in message
     assert "\n" not in message and len(message) < 400 + len(str(unknown))
+    cut = tmp_path / "cut.keras"  # Keras calls a file it cannot open as a zip "File not found"
+    cut.write_bytes((tmp_path / "model.keras").read_bytes()[:5000])
+    with pytest.raises(Sar2OptError, match=rf"received {cut} \(not a .keras zip archive: cut short, or another format\)"):
+        load_generator(cut)
+
+    run = tmp_path / "run"  # an unfinished run, and a LoRA run's adapters given as the model
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    with pytest.raises(Sar2OptError, match=r"received the folder .*run$"):
+        load_generator(run)
+    (run / "checkpoints" / "last.keras").write_bytes(b"")
+    with pytest.raises(Sar2OptError, match=f"an unfinished run's latest checkpoint is {run / 'checkpoints' / 'last.keras'}"):
+        load_generator(run)
+    (run / "adapters.safetensors").write_bytes(b"")
+    with pytest.raises(Sar2OptError, match=f"a LoRA run's adapters alone; pass the run folder {run} "):
+        load_generator(run / "adapters.safetensors")
 
 
 def test_a_runs_model_reads_sar_as_the_run_did_unless_told_otherwise(tmp_path, capsys, caplog):
@@ -465,3 +481,16 @@ def test_output_range_writes_the_optical_values_a_run_learned(tmp_path, capsys):
         assert main([*missing, *options]) == 1
         assert capsys.readouterr().err.strip().endswith(f"error: {message}")
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.tif").exists()
+
+
+def test_a_bad_tile_overlap_fails_before_any_output_folder_is_made(tmp_path, capsys):
+    _write_geotiff(tmp_path / "scene.tif", _scene(40, 40))
+    _identity_generator(32).save(tmp_path / "model.keras")
+    for overlap in ("32", "-1"):
+        out = tmp_path / "out" / "nested"
+        assert main(["translate", "--model", str(tmp_path / "model.keras"), str(tmp_path / "scene.tif"), "-o", str(out),
+                     "--tile-overlap", overlap]) == 1
+        assert capsys.readouterr().err.strip().endswith(
+            f"error: Expected a tile overlap in [0, 31] for 32-pixel tiles, received {overlap}"
+        )
+        assert not (tmp_path / "out").exists()
