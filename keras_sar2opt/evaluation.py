@@ -251,7 +251,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
-    from keras_sar2opt.data.loading import check_reading_options, warn_if_optical_is_dark
+    from keras_sar2opt.data.loading import check_reading_options, warn_about_scaling
     from keras_sar2opt.inference import load_generator, tile_size
 
     if role is not None and role not in EVALUATION_FIGURES:
@@ -280,7 +280,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         data, split, split_file, seed=seed, limit=limit, on_bad=on_bad,
         optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
     )
-    warn_if_optical_is_dark(pairs, optical_options)
+    warn_about_scaling(pairs, sar_options, optical_options)
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(Path(model).resolve())
         model = load_generator(model, upsample_mode=upsample_mode)

@@ -29,6 +29,7 @@ from keras_sar2opt.data.io import (
     select_sar_band,
     to_channels,
     to_unit,
+    warn_if_sar_scaling_mismatches,
     write_png,
     write_png_values,
 )
@@ -439,6 +440,7 @@ class _GeoTIFFSource:
             valid = overview[self._valid(overview)]
             if not len(valid):
                 raise Sar2OptError(f"Expected valid pixels in {path}, received nodata only")
+            warn_if_sar_scaling_mismatches(valid, sar_options, path)
             self.masked = self.nodata is not None or overview.dtype.kind == "f"
             self.fill = np.median(valid, axis=0).astype(overview.dtype)
             self.options = strip_sar_options(valid, sar_options)
@@ -613,7 +615,9 @@ def translate_file(
             source = stack.enter_context(_GeoTIFFSource(src, channels, steps, sar_options))
             georeference = source.georeference
         else:
-            image = apply_preprocessing(to_unit(read_image(src), sar_options or {}, src), steps)
+            image = read_image(src)
+            warn_if_sar_scaling_mismatches(image, sar_options, src)
+            image = apply_preprocessing(to_unit(image, sar_options or {}, src), steps)
             source, georeference = _ArraySource(to_channels(image, channels, src)), None
         if downsample > 1:
             source = _Downsampled(source, downsample)

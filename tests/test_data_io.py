@@ -14,6 +14,7 @@ from keras_sar2opt.data.io import (
     read_image,
     to_channels,
     to_unit,
+    warn_if_sar_scaling_mismatches,
     write_png,
 )
 from keras_sar2opt.errors import Sar2OptError
@@ -103,6 +104,33 @@ def test_sar_options_given_replace_a_runs_one_by_one():
     # A stretch given replaces the run's stretch of either kind (db_range would win over percentiles).
     assert merge_sar_options(run, {"percentiles": [2, 98]}) == {"input": "linear", "band": 2, "percentiles": [2, 98]}
     assert merge_sar_options({"percentiles": [2, 98]}, {"db_range": [-20, 5]}) == {"db_range": [-20, 5]}
+
+
+def test_sar_scaling_that_does_not_fit_the_values_is_warned_about(caplog):
+    rng = np.random.default_rng(0)
+    linear = rng.gamma(1.0, 0.05, (16, 16, 1)).astype(np.float32)
+    db = 10 * np.log10(linear)
+    dual = np.concatenate([db, linear], axis=-1)  # judged on the band in use
+    cases = [
+        (db, {"input": "linear"}, "s1.tif are mostly negative, as dB values are, not linear intensity: pass --sar-input db"),
+        (dual, {"input": "amplitude", "band": 1}, "are mostly negative, as dB values are, not amplitude"),
+        (linear, {"input": "db", "db_range": [-25, 0]},
+         f"s1.tif lie between 0 and {linear.max():.3g} (median {np.median(linear):.3g}), as linear intensity does, "
+         "not dB: pass --sar-input linear (or amplitude)"),
+        (np.zeros((4, 4, 1), np.uint8), {"db_range": [-25, 0]},
+         "s1.tif are integers, scaled as a display image: --db-range has no effect (pass --sar-input db"),
+    ]
+    for values, options, message in cases:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            warn_if_sar_scaling_mismatches(values, options, "s1.tif")
+        assert len(caplog.messages) == 1 and message in caplog.messages[0], (options, caplog.messages)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        for values, options in ((db, {}), (db, {"input": "db"}), (linear, {"input": "linear"}), (linear, {}),
+                                (dual, {"input": "linear", "band": 2}), (np.zeros((4, 4, 1), np.uint16), {"input": "amplitude"})):
+            warn_if_sar_scaling_mismatches(values, options, "s1.tif")
+    assert not caplog.records
 
 
 def test_optical_bands_and_range_map_stored_values_to_unit():

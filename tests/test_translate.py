@@ -494,3 +494,18 @@ def test_a_bad_tile_overlap_fails_before_any_output_folder_is_made(tmp_path, cap
             f"error: Expected a tile overlap in [0, 31] for 32-pixel tiles, received {overlap}"
         )
         assert not (tmp_path / "out").exists()
+
+
+def test_scaling_that_does_not_fit_a_scene_is_warned_about_once(tmp_path, caplog):
+    """dB values declared linear come out near black: the scene and the option to pass are named."""
+    db = np.random.default_rng(9).uniform(-25.0, -5.0, (70, 90)).astype(np.float32)
+    _write_geotiff(tmp_path / "db.tif", db)
+    for dst in ("out.tif", "out.png"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            translate_file(_identity_generator(32), tmp_path / "db.tif", tmp_path / dst, sar_options={"input": "linear"},
+                           progress=False)
+        assert [m for m in caplog.messages if "SAR values" in m] == [
+            f"SAR values of {tmp_path / 'db.tif'} are mostly negative, as dB values are, not linear intensity: "
+            "pass --sar-input db"
+        ]

@@ -250,6 +250,37 @@ def select_sar_band(array, band=None, path=None):
     return array[..., :1] if array.shape[-1] == 2 else array
 
 
+def warn_if_sar_scaling_mismatches(values, sar_options, path):
+    """Warn, naming `path` and the option to pass, when `sar_options` look wrong for the SAR image
+    `values` (HxWxC, or pixels x bands): dB values read as linear intensity (they come out near
+    black), linear intensity read as dB (near white), or a --db-range given for integer images,
+    which are scaled as display images."""
+    mismatch = _sar_scaling_mismatch(select_sar_band(values, (sar_options or {}).get("band"), path), sar_options)
+    if mismatch:
+        logging.getLogger(__name__).warning(f"SAR values of {path} {mismatch}")
+
+
+def _sar_scaling_mismatch(values, sar_options):
+    options = sar_options or {}
+    kind = options.get("input", "auto")
+    if values.dtype.kind in "ui":
+        if kind in ("auto", "image") and options.get("db_range") is not None:
+            return ("are integers, scaled as a display image: --db-range has no effect (pass --sar-input db, linear "
+                    "or amplitude if they are such values)")
+        return None
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None
+    if kind in ("linear", "amplitude") and np.count_nonzero(finite < 0) > finite.size / 2:
+        stored = "linear intensity" if kind == "linear" else "amplitude"
+        return f"are mostly negative, as dB values are, not {stored}: pass --sar-input db"
+    median = float(np.median(finite))
+    if kind == "db" and finite.min() >= 0 and median < 1:
+        return (f"lie between 0 and {float(finite.max()):.3g} (median {median:.3g}), as linear intensity does, not "
+                "dB: pass --sar-input linear (or amplitude)")
+    return None
+
+
 def check_value_range(name, value):
     """Raise Sar2OptError unless `value` is None or a [low, high] pair of finite numbers with low < high."""
     if value is None:

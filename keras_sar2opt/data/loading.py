@@ -13,6 +13,7 @@ from keras_sar2opt.data.io import (
     select_optical_bands,
     to_channels,
     to_unit,
+    warn_if_sar_scaling_mismatches,
 )
 from keras_sar2opt.data.preprocess import apply_preprocessing, check_preprocessing
 from keras_sar2opt.errors import Sar2OptError
@@ -78,6 +79,14 @@ def check_reading_options(sar_options=None, optical_options=None, preprocessing=
     check_sar_options(sar_options or {})
     check_optical_options(optical_options)
     check_preprocessing(preprocessing)
+
+
+def warn_about_scaling(pairs, sar_options, optical_options):
+    """Warn, naming the option to pass, when the first pair's images look scaled wrongly (see
+    `warn_if_sar_scaling_mismatches`, `warn_if_optical_is_dark`)."""
+    if pairs:
+        warn_if_sar_scaling_mismatches(read_image(pairs[0].sar), sar_options, pairs[0].sar)
+        warn_if_optical_is_dark(pairs, optical_options)
 
 
 def warn_if_optical_is_dark(pairs, optical_options):

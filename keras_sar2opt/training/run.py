@@ -635,7 +635,7 @@ def train_experiment(
     import keras
 
     from keras_sar2opt.data import make_dataset, save_skipped, save_split
-    from keras_sar2opt.data.loading import warn_if_optical_is_dark
+    from keras_sar2opt.data.loading import warn_about_scaling
     from keras_sar2opt.data.pipeline import training_batches
     from keras_sar2opt.reports.plots import plot_run_curves, read_history
     from keras_sar2opt.training.callbacks import HistoryCSV, read_history_rows
@@ -654,7 +654,7 @@ def train_experiment(
         else:
             split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
-        warn_if_optical_is_dark(split["train"], optical_options)
+        warn_about_scaling(split["train"], sar_options, optical_options)
         out.mkdir(parents=True, exist_ok=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
