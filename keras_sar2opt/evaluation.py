@@ -40,7 +40,8 @@ SKIPPED = "skipped.csv"
 
 def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error", optical_bands=None,
                  sar_band=None):
-    """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, and its PairSet.
+    """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, its
+    PairSet, and where the split came from (a line for summaries).
 
     The split comes from `split_file` (a run's split.json or a SAR2Optical split.json, its pairs
     matched by name), else the dataset's own split.json, else the seeded 80/10/10 split of
@@ -58,17 +59,17 @@ def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV file, received {data}")
     pair_set = find_pairs(data, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band)
     if split == "all":
-        pairs = list(pair_set.pairs)
+        return list(pair_set.pairs)[:limit], pair_set, "every pair of the dataset"
+    if split_file is not None:
+        parts, source = split_of(split_file, pair_set), f"the split file {Path(split_file).resolve()}"
+    elif pair_set.split:
+        parts, source = pair_set.split, f"the dataset's split file {pair_set.split_file}"
     else:
-        if split_file is not None:
-            parts = split_of(split_file, pair_set)
-        else:
-            parts = pair_set.split or split_pairs(pair_set.pairs, seed=seed)
-        pairs = list(parts.get(split, []))
-        if not pairs:
-            source = split_file or "the seeded 80/10/10 split"
-            raise Sar2OptError(f"Expected pairs in the {split!r} split of {source} for {data}, received none")
-    return pairs[:limit], pair_set
+        parts, source = split_pairs(pair_set.pairs, seed=seed), f"the seeded 80/10/10 split (seed {seed})"
+    pairs = list(parts.get(split, []))
+    if not pairs:
+        raise Sar2OptError(f"Expected pairs in the {split!r} split of {source} for {data}, received none")
+    return pairs[:limit], pair_set, source
 
 
 def training_run_of(split_file):
@@ -207,7 +208,7 @@ def summary_markdown(summary):
         "",
         f"- Dataset: {summary['dataset']['label']}",
         f"- Split: {summary['split']} ({summary['pairs']} pairs)"
-        + (f", from `{summary['split_file']}`" if summary["split_file"] else "")
+        + (f" of {summary['split_source']}" if summary.get("split_source") else "")
         + (f"; {summary['skipped']} bad pairs of the dataset left out (`{SKIPPED}`)" if summary.get("skipped") else ""),
         f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",
         f"- Scaling to [0, 1]: {describe_scaling(summary['sar_options'], summary.get('optical_options'))}",
@@ -276,7 +277,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
     check_reading_options(sar_options, optical_options, steps)  # before the model loads
-    pairs, pair_set = select_pairs(
+    pairs, pair_set, split_source = select_pairs(
         data, split, split_file, seed=seed, limit=limit, on_bad=on_bad,
         optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
     )
@@ -299,6 +300,7 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
         "dataset": {**describe_dataset(data), "layout": pair_set.layout},
         "split": split,
         "split_file": os.fspath(Path(split_file).resolve()) if split_file else None,
+        "split_source": split_source,
         "skipped": len(pair_set.skipped),
         "seed": seed,
         "limit": limit,

@@ -113,7 +113,7 @@ def test_sar2optical_pairs_and_split_json(tmp_path):
         "val": [pair["grassland/ROIs1970_fall_11_p18"]],
         "test": [],
     }
-    assert load_split(tmp_path / "split.json") == pair_set.split
+    assert load_split(tmp_path / "split.json") == pair_set.split and pair_set.split_file == tmp_path / "split.json"
 
 
 def test_folders_and_csv_layouts(tmp_path):

@@ -110,6 +110,9 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
     frame = pd.read_csv(tmp_path / "val" / "per_image.csv", dtype={"name": str})
     assert list(frame["name"]) == [pair.name for pair in split["val"]]
     assert summary["pairs"] == len(split["val"])
+    assert summary["split_source"] == f"the split file {(tmp_path / 'split.json').resolve()}"
+    assert f"- Split: val ({len(split['val'])} pairs) of the split file {(tmp_path / 'split.json').resolve()}\n" in \
+        (tmp_path / "val" / "summary.md").read_text()
     moved = shutil.copytree(data, tmp_path / "moved")  # a split holds for its data moved elsewhere
     summary = evaluate(model, moved, tmp_path / "moved-val", split="val", split_file=tmp_path / "split.json",
                        progress=False)
@@ -125,6 +128,9 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
     assert summary["pairs"] == len(split["val"]) and summary["dataset"]["path"] == str(listing.resolve())
     summary = evaluate(model, data, tmp_path / "all", split="all", limit=5, sample_rows=2, progress=False)
     assert summary["pairs"] == 5 and len(pd.read_csv(tmp_path / "all" / "per_image.csv")) == 5
+    assert summary["split_source"] == "every pair of the dataset"
+    summary = evaluate(model, data, tmp_path / "seeded", split="val", seed=5, progress=False)
+    assert summary["split_source"] == "the seeded 80/10/10 split (seed 5)" and summary["pairs"] == len(split["val"])
     assert read_image(tmp_path / "all" / "samples.png").shape[0] == 2 * SIZE + GAP
 
 

@@ -46,6 +46,7 @@ class PairSet:
     layout: str
     root: Path
     split: dict = None  # split name -> [Pair], from a SAR2Optical split.json
+    split_file: Path = None  # that split.json
     skipped: list = field(default_factory=list)  # [Skipped] bad pairs (on_bad="skip")
     ignored: list = field(default_factory=list)  # files not named like the layout
     detected: bool = False  # True when the layout was found by layout="auto"
@@ -432,7 +433,7 @@ def find_pairs(root, layout="auto", on_bad="error", optical_bands=None, sar_band
         split = _resolve_split(scan.split_file, {p.name: p for p in pairs}, on_bad, skipped)
     if not pairs:
         raise Sar2OptError(f"Expected at least one valid pair at {base}, received none ({len(skipped)} skipped)")
-    result = PairSet(pairs, name, base, split, skipped, scan.ignored, detected=layout == "auto")
+    result = PairSet(pairs, name, base, split, scan.split_file, skipped, scan.ignored, detected=layout == "auto")
     logger.info(result.describe())
     return result
 
