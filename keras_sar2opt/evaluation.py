@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from keras_sar2opt.data.io import describe_options, merge_sar_options
+from keras_sar2opt.data.preprocess import describe_steps
 from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.reports import files
 from keras_sar2opt.reports.datasets import describe_dataset
@@ -183,16 +184,6 @@ def model_label(model):
     """A model file with its folder (run folders all hold a generator.keras), or a model's name."""
     path = Path(model)
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-
-
-def describe_steps(steps):
-    """Preprocessing steps as text, e.g. "median 7 → gamma 7 (power)"; "none" without steps."""
-    parts = []
-    for name, options in steps or ():
-        value = options.get("window", options.get("gamma"))
-        text = f"{name} {value:g}" if value is not None else name
-        parts.append(text + (f" ({options['convention']})" if "convention" in options else ""))
-    return " → ".join(parts) or "none"
 
 
 def describe_scaling(sar_options, optical_options):

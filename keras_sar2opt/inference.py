@@ -9,6 +9,7 @@ no seams appear. Scenes are processed one row-strip of tiles at a time, read and
 import contextlib
 import logging
 import math
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from keras_sar2opt import __version__
 from keras_sar2opt.data.io import (
     DEFAULT_PERCENTILES,
     IMAGE_EXTENSIONS,
@@ -24,6 +26,7 @@ from keras_sar2opt.data.io import (
     check_sar_band,
     check_sar_options,
     check_value_range,
+    describe_options,
     linear_to_db,
     read_image,
     select_sar_band,
@@ -34,7 +37,7 @@ from keras_sar2opt.data.io import (
     write_png_values,
 )
 from keras_sar2opt.data.layouts import dataset_sar_files
-from keras_sar2opt.data.preprocess import apply_preprocessing
+from keras_sar2opt.data.preprocess import apply_preprocessing, describe_steps
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.reports import files
 
@@ -498,12 +501,12 @@ class _GeoTIFFSource:
 
 class _GeoTIFFSink:
     """A GeoTIFF of encoded rows written row window by row window, georeferenced like the input, with
-    averaged overviews (see OVERVIEW_MIN_SIDE); removed on error."""
+    averaged overviews (see OVERVIEW_MIN_SIDE) and metadata `tags`; removed on error."""
 
-    def __init__(self, path, height, width, channels, georeference, encoding):
+    def __init__(self, path, height, width, channels, georeference, encoding, tags=None):
         import rasterio
 
-        self.path, self.encoding = path, encoding
+        self.path, self.encoding, self.tags = path, encoding, tags or {}
         path.parent.mkdir(parents=True, exist_ok=True)
         profile = dict(
             driver="GTiff", height=height, width=width, count=channels, dtype=encoding.dtype.name,
@@ -531,6 +534,7 @@ class _GeoTIFFSink:
     def __exit__(self, error_type, *_):
         try:
             if error_type is None:
+                self.dataset.update_tags(**self.tags)
                 self._build_overviews()
         finally:
             self.dataset.close()
@@ -587,7 +591,7 @@ class _Preview:
 
 def translate_file(
     model, src, dst, *, steps=None, sar_options=None, downsample=1, overlap=None, batch_size=4, grid=False,
-    output_range=None, progress=True,
+    output_range=None, model_source=None, progress=True,
 ):
     """Translate one SAR image file into `dst` (PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
 
@@ -598,8 +602,9 @@ def translate_file(
     after preprocessing (see `_Downsampled`), for a model trained on tiles resized by 1/K; the
     output has the reduced size, its GeoTIFF transform K times the pixel size. `grid=True` also
     writes `<dst stem>_grid.png`: the preprocessed input beside the translation. Outputs hold 8-bit
-    values, or with `output_range` values mapped back to it (see `OutputEncoding`). Returns the
-    output path.
+    values, or with `output_range` values mapped back to it (see `OutputEncoding`). A GeoTIFF
+    records how it was made in SAR2OPT_* metadata tags (`model_source`: the model's file, else the
+    model's name). Returns the output path.
     """
     import rasterio
 
@@ -613,18 +618,28 @@ def translate_file(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_TIFF_INTERNAL_MASK=True), contextlib.ExitStack() as stack:
         if src.suffix.lower() in TIFF_EXTENSIONS:
             source = stack.enter_context(_GeoTIFFSource(src, channels, steps, sar_options))
-            georeference = source.georeference
+            georeference, scaling = source.georeference, source.options  # a stretch as the dB range it became
         else:
             image = read_image(src)
             warn_if_sar_scaling_mismatches(image, sar_options, src)
             image = apply_preprocessing(to_unit(image, sar_options or {}, src), steps)
-            source, georeference = _ArraySource(to_channels(image, channels, src)), None
+            source, georeference, scaling = _ArraySource(to_channels(image, channels, src)), None, sar_options
         if downsample > 1:
             source = _Downsampled(source, downsample)
             if georeference is not None:
                 georeference = source.georeference
         if dst.suffix.lower() in TIFF_EXTENSIONS:
-            sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference, encoding)
+            tags = {
+                "TIFFTAG_SOFTWARE": f"keras_sar2opt {__version__}",
+                "SAR2OPT_MODEL": os.fspath(model_source) if model_source is not None else model.name,
+                "SAR2OPT_INPUT": os.fspath(src.resolve()),
+                "SAR2OPT_SAR_SCALING": describe_options(scaling, "auto"),
+                "SAR2OPT_PREPROCESSING": describe_steps(steps),
+                "SAR2OPT_DOWNSAMPLE": str(downsample),
+                "SAR2OPT_VALUES": "8-bit display" if output_range is None else
+                                  f"optical {output_range[0]:g}..{output_range[1]:g}",
+            }
+            sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference, encoding, tags)
         else:
             if georeference is not None and georeference["crs"] is not None:
                 logger.warning(f"Writing {dst} as PNG drops {src.name}'s georeferencing; write a .tif to keep it")

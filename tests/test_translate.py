@@ -190,6 +190,9 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     translate_file(_identity_generator(32), src, dst, steps=steps, sar_options=options, downsample=2, progress=False)
     with rasterio.open(dst) as result:
         values, valid, transform = result.read(1).astype(int), result.read_masks(1) > 0, result.transform
+        tags = result.tags()
+    assert tags["SAR2OPT_MODEL"] == "identity" and tags["SAR2OPT_DOWNSAMPLE"] == "2"
+    assert tags["SAR2OPT_SAR_SCALING"] == "input linear, db_range -20..-5" and tags["SAR2OPT_PREPROCESSING"] == "median 3"
     assert values.shape == (75, 101) and transform == TRANSFORM @ Affine.scale(2)
     expected_valid = np.ones((75, 101), bool)
     expected_valid[:20, :15] = False
@@ -309,7 +312,7 @@ def test_translate_errors(tmp_path, capsys):
 def _identity_generator(tile):
     """Returns its input: the output shows how the scene was scaled."""
     sar = keras.Input((tile, tile, 1), name="sar")
-    return keras.Model(sar, keras.layers.Identity()(sar))
+    return keras.Model(sar, keras.layers.Identity()(sar), name="identity")
 
 
 @pytest.mark.parametrize("nodata", [0.0, float("nan")])
@@ -467,8 +470,12 @@ def test_output_range_writes_the_optical_values_a_run_learned(tmp_path, capsys):
     assert main([*translate, str(tmp_path / "scene.tif"), "-o", str(tmp_path / "s2.tif"),
                  "--output-range", "0", "0.3"]) == 0
     with rasterio.open(tmp_path / "s2.tif") as result:
-        values, crs = result.read(1), result.crs
+        values, crs, tags = result.read(1), result.crs, result.tags()
     assert values.dtype == np.float32 and crs == CRS
+    assert tags["SAR2OPT_MODEL"] == str(run.resolve()) and tags["SAR2OPT_INPUT"] == str(tmp_path / "scene.tif")
+    assert tags["SAR2OPT_VALUES"] == "optical 0..0.3" and tags["SAR2OPT_SAR_SCALING"] == "input image"
+    assert tags["SAR2OPT_PREPROCESSING"] == "none" and tags["SAR2OPT_DOWNSAMPLE"] == "1"
+    assert tags["TIFFTAG_SOFTWARE"].startswith("keras_sar2opt ")
     np.testing.assert_allclose(values, unit * 0.3, atol=1e-6)
     capsys.readouterr()
     missing = ["translate", "--model", str(tmp_path / "absent.keras"), str(tmp_path / "tile.png")]

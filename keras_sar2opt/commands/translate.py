@@ -1,6 +1,7 @@
 """`sar2opt translate`: SAR images, folders and GeoTIFF scenes to optical with a generator (report §3.4–§3.5)."""
 
 import logging
+from pathlib import Path
 
 from keras_sar2opt.commands.options import (
     add_preprocessing_options,
@@ -116,6 +117,7 @@ def run(args):
     written = translate_paths(
         model, args.inputs, args.output, steps=steps, sar_options=scaling, downsample=downsample,
         overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid, output_range=args.output_range,
+        model_source=Path(args.model).resolve(),
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")
     return 0

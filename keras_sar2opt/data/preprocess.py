@@ -179,3 +179,13 @@ def apply_preprocessing(image, steps):
 def check_preprocessing(steps):
     """Raise Sar2OptError, naming the step, for steps that cannot be applied (checked on an 8x8 image)."""
     apply_preprocessing(np.full((8, 8, 1), 0.5, np.float32), steps)
+
+
+def describe_steps(steps):
+    """Preprocessing steps as text, e.g. "median 7 → gamma 7 (power)"; "none" without steps."""
+    parts = []
+    for name, options in steps or ():
+        value = options.get("window", options.get("gamma"))
+        text = f"{name} {value:g}" if value is not None else name
+        parts.append(text + (f" ({options['convention']})" if "convention" in options else ""))
+    return " → ".join(parts) or "none"

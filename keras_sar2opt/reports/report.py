@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from keras_sar2opt.data.preprocess import describe_steps
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.evaluation import METRICS, describe_steps, model_label, read_summary
+from keras_sar2opt.evaluation import METRICS, model_label, read_summary
 from keras_sar2opt.reports import files, paper
 from keras_sar2opt.reports.datasets import describe_dataset
 from keras_sar2opt.reports.plots import ACCURACY_PANELS, LOSS_PANELS, plot_curves, read_history
