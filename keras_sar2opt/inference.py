@@ -507,38 +507,53 @@ class _GeoTIFFSink:
         import rasterio
 
         self.path, self.encoding, self.tags = path, encoding, tags or {}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        files.check_writable(path, file=True, create=True)
         profile = dict(
             driver="GTiff", height=height, width=width, count=channels, dtype=encoding.dtype.name,
             tiled=True, blockxsize=256, blockysize=256, compress="deflate",
         )
         profile.update({k: v for k, v in (georeference or {}).items() if v is not None})
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), self._writing():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             self.dataset = rasterio.open(path, "w", **profile)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """GDAL's write errors (OSError) as one line naming the output, as PNG outputs have."""
+        try:
+            yield
+        except OSError as error:
+            raise Sar2OptError(f"Expected a writable GeoTIFF path, received {self.path} ({error})") from None
 
     def write(self, y0, rows):
         from rasterio.windows import Window
 
         window = Window(0, y0, rows.shape[1], rows.shape[0])
-        self.dataset.write(np.moveaxis(self.encoding(rows), -1, 0), window=window)
+        with self._writing():
+            self.dataset.write(np.moveaxis(self.encoding(rows), -1, 0), window=window)
 
     def write_mask(self, y0, valid):
         from rasterio.windows import Window
 
-        self.dataset.write_mask(valid, window=Window(0, y0, valid.shape[1], valid.shape[0]))
+        with self._writing():
+            self.dataset.write_mask(valid, window=Window(0, y0, valid.shape[1], valid.shape[0]))
 
     def __enter__(self):
         return self
 
     def __exit__(self, error_type, *_):
+        failed = error_type is not None
         try:
-            if error_type is None:
-                self.dataset.update_tags(**self.tags)
-                self._build_overviews()
+            if not failed:
+                with self._writing():
+                    self.dataset.update_tags(**self.tags)
+                    self._build_overviews()
+        except BaseException:
+            failed = True
+            raise
         finally:
             self.dataset.close()
-            if error_type is not None:
+            if failed:
                 self.path.unlink(missing_ok=True)
 
     def _build_overviews(self):
@@ -665,7 +680,8 @@ def plan_outputs(inputs, out):
     refused). Otherwise `out` is a folder; outputs keep the inputs' relative paths (folders) or
     names (files), as .tif for TIFF inputs and .png for the rest. A folder holding a dataset layout
     (`find_pairs`) gives its SAR images only, and `out` inside an input folder is not searched (a
-    second run finds only the inputs). No output may overwrite an input.
+    second run finds only the inputs). No output may overwrite an input, and `out` must be writable
+    (`files.check_writable`; nothing is written).
     """
     out = Path(out)
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
@@ -704,6 +720,7 @@ def plan_outputs(inputs, out):
     for src, dst in plan:
         if dst.resolve() in inputs_resolved:
             raise Sar2OptError(f"Expected an output that is not an input, received {dst} for {src}; choose another -o")
+    files.check_writable(out, "-o", file=single_file and out.suffix.lower() in WRITABLE)
     return plan
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, get_experiment
+from keras_sar2opt.reports import files
 
 SOURCE_PRESET = "sentinel"
 GAN_EXPERIMENTS = ("scratch", "patchgan", "wgan")
@@ -125,6 +126,8 @@ def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_targ
     _check_data(data_target, "--data-target")
     work = Path(work if work is not None else Path("runs") / f"reproduce-{scale.name}")
     out = Path(out if out is not None else Path("reports") / f"reproduce-{scale.name}")
+    files.check_writable(work, "--work")  # before hours of training
+    files.check_writable(out, "-o")
     gans = [get_experiment(name).with_overrides(image_size=scale.gan_image_size, epochs=scale.gan_epochs,
                                                  batch_size=scale.gan_batch_size) for name in GAN_EXPERIMENTS]
     pix2pix_sizes = {"batch_size": scale.pix2pix_batch_size}

@@ -109,7 +109,7 @@ def test_bad_options_are_one_line_errors(argv, message, tmp_path, capsys):
 
 def test_out_must_not_be_a_folder(tmp_path, capsys):
     assert cli.main(["benchmark", "--out", str(tmp_path)]) == 1
-    assert "Expected --output to be a Markdown file path" in capsys.readouterr().err
+    assert f"Expected a writable --output file, received {tmp_path} ({tmp_path} is a folder)" in capsys.readouterr().err
 
 
 @pytest.mark.torch
@@ -157,3 +157,12 @@ def test_gpu_section_tabulates_each_lease_against_its_best_pytorch_rate(tmp_path
     assert "## GPU: Pix2Pix train step, batch 32, 256×256 (NVIDIA H100)" in text
     assert "| Keras 3 / JAX | host arrays | mixed_bfloat16 | 1,500 | 1.50 |" in text
     assert "| PyTorch eager | — | float32 | 750 | 0.75 |" in text
+
+
+def test_out_under_a_file_is_refused_before_the_backend_loads(tmp_path, cli_error, monkeypatch):
+    monkeypatch.setattr(benchmark, "configure", lambda *args: pytest.fail("the backend was configured"))
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"not a folder")
+    line = cli_error(["benchmark", "--no-torch", "--out", str(blocker / "b.md")])
+    assert line == f"sar2opt benchmark: error: Expected a writable --output file, received {blocker / 'b.md'} " \
+                   f"({blocker} is a file)"

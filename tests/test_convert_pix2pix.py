@@ -1,5 +1,7 @@
 """SAR2Optical checkpoints -> Keras: numerical parity with PyTorch, strict key checks, `sar2opt convert`."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -179,6 +181,24 @@ def test_convert_command_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "g.pth").write_bytes(b"\x80\x02}q\x00.")  # a pickled empty dict
     assert main(["convert", str(tmp_path / "g.pth"), "-o", str(tmp_path / "g.h5")]) == 1
     assert "Expected -o to end in .keras" in capsys.readouterr().err
+
+
+def test_convert_outputs_that_cannot_be_written_are_one_line_before_reading(tmp_path, cli_error):
+    (tmp_path / "g.pth").write_bytes(b"\x80\x02}q\x00.")  # a pickled empty dict: read only after the checks
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"not a folder")
+    convert = ["convert", str(tmp_path / "g.pth")]
+    cases = [
+        (["-o", str(blocker / "g.keras")], "-o", blocker / "g.keras", f"{blocker} is a file"),
+        (["-o", str(tmp_path / "ok.keras"), "--discriminator", str(tmp_path / "g.pth"),
+          "--disc-out", str(blocker / "d.keras")], "--disc-out", blocker / "d.keras", f"{blocker} is a file"),
+    ]
+    if sys.platform == "linux":  # /proc takes no new files, even from root
+        cases.append((["-o", "/proc/sar2opt/g.keras"], "-o", "/proc/sar2opt/g.keras", "No such file or directory in /proc"))
+    for extra, option, out, reason in cases:
+        line = cli_error([*convert, *extra])
+        assert line == f"sar2opt convert: error: Expected a writable {option} file, received {out} ({reason})"
+    assert not (tmp_path / "ok.keras").exists()
 
 
 @pytest.mark.torch

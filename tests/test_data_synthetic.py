@@ -155,3 +155,12 @@ def test_training_data_is_rewritten_when_its_synthetic_json_was_cut_short(tmp_pa
     info.write_text(info.read_text()[:20])  # a write cut short
     again, synthetic = prepare_data(None, tmp_path, **settings)
     assert len(again.pairs) == 4 and json.loads(info.read_text())["pairs"] == synthetic["pairs"] == 4
+
+
+def test_make_synthetic_under_a_file_is_one_line(tmp_path, cli_error):
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"not a folder")
+    for out in (blocker / "ms", blocker):
+        line = cli_error(["make-synthetic", "--preset", "qxslab", "--pairs", "2", "--size", "32", str(out)])
+        assert line == f"sar2opt make-synthetic: error: Expected a writable output folder, received {out} " \
+                       f"({blocker} is a file)"

@@ -169,3 +169,13 @@ def test_evaluate_errors(data, model_path, tmp_path, capsys):
     with pytest.raises(Sar2OptError, match="--limit"):
         evaluate(tiny_generator(), data, tmp_path / "o", limit=0, progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_an_output_that_cannot_be_a_folder_is_refused_before_data_and_model_are_read(tmp_path, cli_error):
+    blocker = tmp_path / "existing.csv"
+    blocker.write_text("name,psnr\n")
+    missing = ["--model", str(tmp_path / "none.keras"), "--data", str(tmp_path / "nodata")]
+    for out in (blocker, blocker / "eval"):
+        line = cli_error(["evaluate", *missing, "-o", str(out)])
+        assert line == f"sar2opt evaluate: error: Expected a writable -o folder, received {out} ({blocker} is a file)"
+    assert blocker.read_text() == "name,psnr\n"

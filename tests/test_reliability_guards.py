@@ -68,8 +68,8 @@ def test_out_under_a_file_is_refused_before_any_work(tmp_path, cli_error):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     line = cli_error([*TRAIN, "--out", str(blocker / "run")])
-    assert line == f"sar2opt train: error: Expected --output to be a folder, received {blocker / 'run'}, " \
-                   f"where {blocker} is a file"
+    assert line == f"sar2opt train: error: Expected a writable --output folder, received {blocker / 'run'} " \
+                   f"({blocker} is a file)"
 
 
 def test_too_little_disk_for_checkpoints_is_refused_before_data_generation(tmp_path, cli_error, monkeypatch):

@@ -236,3 +236,13 @@ def test_findings_without_the_compared_figures_say_what_is_missing(tmp_path):
     text = "\n".join(findings_section([_evaluation("fig4", psnr=10.0, ssim=0.2, sam=15.0, l1=0.6)], tmp_path))
     assert "*Missing:* evaluation folders for the figures compared here" in text
     assert not (tmp_path / "findings.csv").exists()
+
+
+def test_an_output_that_cannot_be_a_folder_is_one_line(tmp_path, cli_error):
+    evaluation, _ = make_evaluation(tmp_path / "eval", role="fig9")
+    blocker = tmp_path / "existing.md"
+    blocker.write_text("# notes\n")
+    for out in (blocker, blocker / "report"):
+        line = cli_error(["report", str(evaluation), "-o", str(out)])
+        assert line == f"sar2opt report: error: Expected a writable -o folder, received {out} ({blocker} is a file)"
+    assert blocker.read_text() == "# notes\n"

@@ -87,3 +87,12 @@ def test_missing_target_data_is_a_one_line_error(cli_error, tmp_path):
     assert line == f"sar2opt reproduce: error: Expected --data-target to be an existing dataset folder, received " \
                    f"{tmp_path / 'nowhere'}"
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_under_a_file_are_refused_before_any_training(cli_error, tmp_path):
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"not a folder")
+    for option in ("-o", "--work"):
+        line = cli_error(["reproduce", option, str(blocker / "x")])
+        assert line == f"sar2opt reproduce: error: Expected a writable {option} folder, received {blocker / 'x'} " \
+                       f"({blocker} is a file)"

@@ -516,3 +516,21 @@ def test_scaling_that_does_not_fit_a_scene_is_warned_about_once(tmp_path, caplog
             f"SAR values of {tmp_path / 'db.tif'} are mostly negative, as dB values are, not linear intensity: "
             "pass --sar-input db"
         ]
+
+
+def test_an_output_under_a_file_is_one_line_before_the_model_loads(tmp_path, cli_error):
+    write_png(tmp_path / "sar" / "in.png", np.zeros((8, 8)))
+    _write_geotiff(tmp_path / "scene.tif", _scene(40, 40))
+    blocker = tmp_path / "file.png"
+    blocker.write_bytes(b"not a folder")
+    translate = ["translate", "--model", str(tmp_path / "none.keras")]
+    for source, out, kind in (
+        (tmp_path / "scene.tif", blocker / "x.tif", "file"),
+        (tmp_path / "sar" / "in.png", blocker / "x.png", "file"),
+        (tmp_path / "sar", blocker / "out", "folder"),
+    ):
+        line = cli_error([*translate, str(source), "-o", str(out)])
+        assert line == f"sar2opt translate: error: Expected a writable -o {kind}, received {out} ({blocker} is a file)"
+    # Where the GeoTIFF is written, too.
+    with pytest.raises(Sar2OptError, match=r"Expected a writable output file, received .*x\.tif \(.*file\.png is a file\)"):
+        translate_file(smoothing_generator(32), tmp_path / "scene.tif", blocker / "x.tif", progress=False)

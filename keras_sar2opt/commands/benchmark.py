@@ -1,10 +1,10 @@
 """`sar2opt benchmark`: Keras against PyTorch on the report's networks (§2, §3), written to a Markdown report."""
 
 import shlex
-from pathlib import Path
 
 from keras_sar2opt.benchmark import BACKENDS, PRECISIONS, WORKLOADS
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports import files
 
 
 def register(subparsers):
@@ -82,9 +82,7 @@ def settings_from_args(args):
 
 
 def run(args):
-    out = Path(args.out)
-    if out.is_dir():
-        raise Sar2OptError(f"Expected --output to be a Markdown file path, received {out}, which is a folder")
+    out = files.check_writable(args.out, "--output", file=True)  # before the backend loads
     settings = settings_from_args(args)
     from keras_sar2opt import benchmark
 
@@ -92,10 +90,9 @@ def run(args):
     if settings.torch and "torch" not in runtime:
         raise Sar2OptError("Expected PyTorch for the comparison (the benchmark extra), received none: install torch or pass --no-torch")
     command = command_line(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def write(results):
-        out.write_text(benchmark.format_report(results, command, folder=out.parent) + "\n")
+        files.write_text(out, benchmark.format_report(results, command, folder=out.parent) + "\n")
 
     results = benchmark.run_benchmark(settings, runtime, after_each=write)
     print(benchmark.format_report(results, command))

@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.reports import files
 
 
 def register(subparsers):
@@ -35,7 +36,7 @@ def _keras_path(path, option):
     path = Path(path)
     if path.suffix != ".keras":
         raise Sar2OptError(f"Expected {option} to end in .keras, received {path}")
-    return path
+    return files.check_writable(path, option, file=True)
 
 
 def _describe(role, source, destination, model, config, report):
@@ -75,7 +76,10 @@ def run(args):
         for role, source, key, destination, convert, options in jobs
     ]
     for role, source, destination, model, config, report in converted:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        model.save(destination)
+        try:
+            with files.atomic_path(destination) as temporary:
+                model.save(temporary)
+        except OSError as error:
+            raise Sar2OptError(f"Expected a writable .keras file, received {destination} ({error})") from None
         print(_describe(role, source, destination, model, config, report))
     return 0

@@ -24,7 +24,7 @@ from keras_sar2opt.data.io import linear_to_db
 from keras_sar2opt.data.layouts import sar2optical_pair
 from keras_sar2opt.data.splits import split_pairs
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import write_text
+from keras_sar2opt.reports.files import check_writable, write_text
 
 WATER, VEGETATION, FIELDS, BARE_SOIL, ROADS, BUILDINGS = range(6)
 CLASS_NAMES = ("water", "vegetation", "fields", "bare_soil", "roads", "buildings")
@@ -300,7 +300,7 @@ def _relative_paths(layout, index, size, pair):
 
 
 def _write(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path.parent, create=True)
     if not cv2.imwrite(str(path), image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR), _PNG_STORED):
         raise Sar2OptError(f"Expected a writable output path, received {path}")
 
@@ -323,8 +323,8 @@ def write_synthetic(out, preset, pairs, layout, size=256, seed=0, progress=True)
         raise Sar2OptError(f"Expected a positive number of pairs, received {pairs!r}")
     if int(size) != size or size < 16:
         raise Sar2OptError(f"Expected an image size of at least 16 pixels, received {size!r}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = check_writable(out)
+    if out.exists() and any(out.iterdir()):
         raise Sar2OptError(f"Expected an empty or new output folder, received {out}, which is not empty")
     pairs, size = int(pairs), int(size)
 

@@ -569,7 +569,7 @@ def curves_section(runs, out):
 def write_report(runs, evaluations, out, title="SAR-to-optical translation: reproduction report"):
     """Write report.md with its CSVs and figures into `out`; returns the path of report.md."""
     out = Path(out)
-    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    files.check_writable(out / FIGURES_DIR, create=True)
     synthetic = any(r.dataset["synthetic"] for r in runs) or any(e.summary["dataset"]["synthetic"] for e in evaluations)
     lines = [
         f"# {title}", "",
@@ -601,6 +601,7 @@ def write_report(runs, evaluations, out, title="SAR-to-optical translation: repr
 def build_report(paths, out, figures=(), title=None):
     """collect_inputs(paths, figures) then write_report; `figures` holds (role, folder) pairs or
     "ROLE=DIR" strings. Returns the path of report.md."""
+    files.check_writable(out, "-o")
     figures = [parse_figure(f if isinstance(f, str) else f"{f[0]}={f[1]}") for f in figures]
     runs, evaluations = collect_inputs(paths, figures)
     kwargs = {"title": title} if title else {}

@@ -24,7 +24,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from keras_sar2opt.errors import Sar2OptError
@@ -318,27 +317,6 @@ def run_settings(config, pair_set, split, synthetic, distribution, out, **option
     }
 
 
-def _existing_ancestor(path):
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def check_writable(out):
-    """Raise Sar2OptError unless the run folder `out` exists as a writable folder or can be created."""
-    base = _existing_ancestor(out)
-    if not base.is_dir():
-        raise Sar2OptError(f"Expected --output to be a folder, received {out}, where {base} is a file")
-    try:
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except OSError as error:
-        raise Sar2OptError(
-            f"Expected a writable --output folder, received {out} ({error.strerror} in {base})"
-        ) from None
-
-
 def check_free_space(out, model, store):
     """Raise Sar2OptError when the disk of `out` lacks room for the run's checkpoints.
 
@@ -348,7 +326,7 @@ def check_free_space(out, model, store):
     from keras_sar2opt.training.checkpoints import COPIES, state_bytes
 
     needed = COPIES * state_bytes(model) + 4 * model.generator.count_params() - store.bytes_on_disk()
-    free = shutil.disk_usage(_existing_ancestor(out)).free
+    free = shutil.disk_usage(files.existing_ancestor(out)).free
     if free < needed:
         raise Sar2OptError(
             f"Expected {needed / 1e9:.2f} GB free for the checkpoints of {out}, received {free / 1e9:.2f} GB free"
@@ -627,7 +605,7 @@ def train_experiment(
     store = CheckpointStore(out / "checkpoints")
     if store.read():
         check_same_run(out, config, options, extra_settings)
-    check_writable(out)
+    files.check_writable(out, "--output")
     if deterministic:
         enable_determinism()
     warn_if_bfloat16_is_emulated(precision)
@@ -655,7 +633,7 @@ def train_experiment(
             split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
         print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
         warn_about_scaling(split["train"], sar_options, optical_options)
-        out.mkdir(parents=True, exist_ok=True)
+        files.check_writable(out, "--output", create=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
             save_skipped(pair_set, out / "skipped.csv")
