@@ -106,10 +106,10 @@ class RunReading(NamedTuple):
     optical_range: list | None  # stored optical values the run mapped to [0, 1]; None: by bit depth
 
 
-def reading_of_run(model_path):
-    """The `RunReading` of the training run holding `model_path` (the run folder, its generator.keras or
-    a checkpoint), or None outside a run. Unreadable or invalid settings (another tool's config.json)
-    count as not recorded: they are only defaults, never a reason to fail."""
+def run_config(model_path):
+    """(run folder, its config.json as a dict) of the training run holding `model_path` (the run
+    folder, its generator.keras or a checkpoint), or None outside a run or when the config.json
+    cannot be read (another tool's file: what it says is only a hint, never a reason to fail)."""
     path = Path(model_path).resolve()
     run_dir = next((folder for folder in (path, path.parent, path.parent.parent)
                     if (folder / "config.json").is_file()), None)
@@ -119,9 +119,17 @@ def reading_of_run(model_path):
         recorded = files.read_json(run_dir / "config.json", "config.json of the model's run")
     except Sar2OptError:
         return None
-    run = recorded.get("run") if isinstance(recorded, dict) else None
+    return (run_dir, recorded) if isinstance(recorded, dict) else None
+
+
+def reading_of_run(model_path):
+    """The `RunReading` of the training run holding `model_path` (see `run_config`), or None outside
+    a run. Invalid settings count as not recorded."""
+    found = run_config(model_path)
+    run = found[1].get("run") if found else None
     if not isinstance(run, dict):
         return None
+    run_dir = found[0]
     tile, options, optical = run.get("tile_size"), run.get("sar_options"), run.get("optical_options")
     if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(side, int) and side > 0 for side in tile)):
         tile = None
@@ -739,6 +747,7 @@ __all__ = [
     "load_generator",
     "plan_outputs",
     "reading_of_run",
+    "run_config",
     "run_downsample",
     "scene_halo",
     "strip_sar_options",

@@ -246,3 +246,33 @@ def test_an_output_that_cannot_be_a_folder_is_one_line(tmp_path, cli_error):
         line = cli_error(["report", str(evaluation), "-o", str(out)])
         assert line == f"sar2opt report: error: Expected a writable -o folder, received {out} ({blocker} is a file)"
     assert blocker.read_text() == "# notes\n"
+
+
+def test_an_evaluation_whose_model_does_not_fit_its_figure_is_flagged(tmp_path, caplog):
+    """Figure 7 must show a full fine-tuning run's model, Figure 9 a LoRA one's, Figures 3-5 the
+    pre-trained model: their run's config.json says which training made a model."""
+    from keras_sar2opt.reports.report import collect_inputs, evaluation_figure_section
+
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "config.json").write_text(json.dumps({"experiment": {"name": "finetune-lora", "pretrained": True,
+                                                                 "lora_rank": 4}}))
+    (lora / "generator.keras").write_bytes(b"")
+    checks = {}
+    for role in ("fig9", "fig7", "fig4"):
+        folder, summary = make_evaluation(tmp_path / f"eval-{role}", role=role)
+        summary["model"] = str(lora / "generator.keras")
+        (folder / "summary.json").write_text(json.dumps(summary))
+        _, evaluations = collect_inputs([folder])
+        with caplog.at_level("WARNING"):
+            text = "\n".join(evaluation_figure_section(role, evaluations, tmp_path / "out"))
+        checks[role] = [line for line in text.splitlines() if line.startswith("*Check:*")]
+    assert checks["fig9"] == []
+    assert checks["fig7"] == [f"*Check:* eval-fig7: Figure 7 shows full fine-tuning, but the model comes from the "
+                              f"finetune-lora run {lora}."]
+    assert checks["fig4"] == [f"*Check:* eval-fig4: Figure 4 shows the pre-trained model, but the model comes from "
+                              f"the finetune-lora run {lora}."]
+    assert len([m for m in caplog.messages if "stands for" in m]) == 2
+    folder, _ = make_evaluation(tmp_path / "eval-pth", role="fig9")  # a .pth was never fine-tuned here
+    text = "\n".join(evaluation_figure_section("fig9", collect_inputs([folder])[1], tmp_path / "out"))
+    assert "*Check:* eval-pth: Figure 9 shows LoRA fine-tuning, but the model comes from no fine-tuning run." in text

@@ -6,6 +6,7 @@ shown; figures are under figures/ (curves as PNG, sample grids as JPEG). A secti
 were not given says what is missing.
 """
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ PERCENT_DECIMALS = 2
 METRIC_DECIMALS = {"psnr": 2, "ssim": 4, "mae": 4, "rmse": 4, "sam": 2, "l1": 4}
 REPORT_METRICS = ("psnr", "ssim", "sam", "l1")  # the columns of the image-metrics table
 _SAMPLE_FILE = re.compile(r"epoch_(\d+)\.png")
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +71,25 @@ class Evaluation:
             f"`{model_label(summary['model'])}` on the {summary['split']} split ({summary['pairs']} pairs) of "
             f"{summary['dataset']['label']}, SAR preprocessing: {describe_steps(summary['preprocessing'])}"
         )
+
+    def role_mismatch(self, role):
+        """Why this evaluation's model does not fit the figure `role` (its run's config.json says which
+        training made it), or None: Figures 7 and 9 show full and LoRA fine-tuning, Figures 3-5 the
+        pre-trained model."""
+        from keras_sar2opt.inference import run_config
+
+        found = run_config(self.summary["model"]) if Path(self.summary["model"]).exists() else None
+        experiment = found[1].get("experiment") if found else None
+        experiment = experiment if isinstance(experiment, dict) else {}
+        fine_tuned, lora = bool(experiment.get("pretrained")), bool(experiment.get("lora_rank"))
+        made_by = f"the {experiment['name']} run {found[0]}" if "name" in experiment else "no fine-tuning run"
+        if role == "fig7" and not (fine_tuned and not lora):
+            return f"Figure 7 shows full fine-tuning, but the model comes from {made_by}"
+        if role == "fig9" and not (fine_tuned and lora):
+            return f"Figure 9 shows LoRA fine-tuning, but the model comes from {made_by}"
+        if role in ("fig3", "fig4", "fig5") and fine_tuned:
+            return f"Figure {role.removeprefix('fig')} shows the pre-trained model, but the model comes from {made_by}"
+        return None
 
 
 def _slug(text):
@@ -357,6 +380,10 @@ def evaluation_figure_section(role, evaluations, out):
                                 f"or sar2opt report --figure {role}=EVAL_DIR).")
     lines += [f"Report: {finding}. Columns: SAR as the model saw it | generated | target.", ""]
     for evaluation in selected:
+        mismatch = evaluation.role_mismatch(role)
+        if mismatch:
+            logger.warning(f"{evaluation.path} stands for {role}: {mismatch}")
+            lines += [f"*Check:* {evaluation.name}: {mismatch}.", ""]
         name = f"{FIGURES_DIR}/{role}_{evaluation.name}.jpg"
         source = evaluation.path / evaluation.summary["files"]["samples"]
         if not source.is_file():
