@@ -3,6 +3,7 @@
 import logging
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -197,12 +198,14 @@ def load_inception(weights_path):
     if not os.path.isfile(weights_path):
         raise Sar2OptError(f"Expected an InceptionV3 weights file, received missing file {weights_path}")
     try:
-        return keras.applications.InceptionV3(
-            include_top=False,
-            pooling="avg",
-            weights=weights_path,
-            input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
-        )
+        with warnings.catch_warnings():  # Keras warns, then raises, for another model's weights
+            warnings.simplefilter("ignore", UserWarning)
+            return keras.applications.InceptionV3(
+                include_top=False,
+                pooling="avg",
+                weights=weights_path,
+                input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+            )
     except (ValueError, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise Sar2OptError(

@@ -254,3 +254,22 @@ def test_fid_builds_inception_from_the_local_weights_file_only(tmp_path, monkeyp
         *metrics.feature_statistics(metrics.inception_features(fake, model, (0, 1))),
     )
     assert fid > 0 and fid == pytest.approx(expected, rel=1e-6)
+
+
+def test_another_models_weights_file_is_one_line_without_keras_warnings(tmp_path, monkeypatch):
+    import warnings
+
+    weights_path = tmp_path / "sar2optical_disc.keras"
+    weights_path.write_bytes(b"stand-in")
+
+    def other_weights(**kwargs):  # what Keras does with a file of another model's weights
+        warnings.warn("A total of 188 objects could not be loaded. Example error message for object <Conv2D>:\n...")
+        raise ValueError("A total of 188 objects could not be loaded.\nLayer 'conv2d' expected 1 variables")
+
+    monkeypatch.setattr(keras.applications, "InceptionV3", other_weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping would fail here
+        with pytest.raises(Sar2OptError) as error:
+            metrics.load_inception(str(weights_path))
+    assert str(error.value) == (f"Expected InceptionV3 (include_top=False) weights in {weights_path}, received: "
+                                "A total of 188 objects could not be loaded.")
