@@ -237,9 +237,22 @@ def measure_held_out(out, start, source, measure):
     return result
 
 
+def _network_name(path, role, config):
+    """The MODELS name of the `role` network a run of `config` starts from, known before it is loaded:
+    without `path` the pre-training's generator or config's fresh discriminator, from a SAR2Optical
+    checkpoint a Pix2Pix network; from a .keras file any network (None)."""
+    if path is None:
+        return get_experiment(PRETRAIN_EXPERIMENT).generator if role == "generator" else config.discriminator
+    return f"pix2pix_{role}" if Path(path).suffix.lower() in CHECKPOINT_EXTENSIONS else None
+
+
 def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data=None):
-    """Raise Sar2OptError, naming the option, for fine-tuning settings a run cannot start with."""
-    from keras_sar2opt.lora import check_hyperparameters
+    """Raise Sar2OptError, naming the option, for fine-tuning settings a run cannot start with,
+    checking what can be without the networks: the image size of those known by name, and LoRA
+    targets against the blocks of a Pix2Pix generator."""
+    from keras_sar2opt.lora import check_hyperparameters, check_layer_names
+    from keras_sar2opt.models import check_model
+    from keras_sar2opt.models.pix2pix import GENERATOR_BLOCKS
 
     if not config.pretrained:
         raise Sar2OptError(f"Expected a fine-tuning experiment (config.pretrained), received {config.name!r}")
@@ -262,6 +275,13 @@ def check_finetune_options(config, generator, discriminator, cache, pretrain_epo
         raise Sar2OptError(
             f"Expected a LoRA rank and also-trained layers only with LoRA targets, received them for {config.name!r}"
         )
+    names = {role: _network_name(path, role, config)
+             for role, path in (("generator", generator), ("discriminator", discriminator))}
+    for name in names.values():
+        if name is not None:
+            check_model(name, config.image_size)
+    if config.lora_targets and names["generator"] == "pix2pix_generator":
+        check_layer_names(names["generator"], GENERATOR_BLOCKS, config.lora_targets, config.also_train)
 
 
 def finetune(
@@ -292,11 +312,17 @@ def finetune(
     """
     from keras_sar2opt.data import load_split
     from keras_sar2opt.models import build_model
-    from keras_sar2opt.training.run import check_run_options, train_experiment
+    from keras_sar2opt.training.run import check_run_data, check_run_options, train_experiment
 
+    # Everything that can be checked without the networks first: before a long pre-training, or
+    # the load of a large generator.
     check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data)
     run_options = {"precision": precision, "strategy": strategy, "steps_per_epoch": steps_per_epoch, **options}
-    check_run_options(config, data=data, pairs=pairs, **run_options)  # before a long pre-training
+    check_run_options(config, data=data, pairs=pairs, **run_options)
+    out, pair_set = check_run_data(
+        config, data, out, **{key: options[key] for key in ("on_bad", "sar_options", "optical_options", "split_group")
+                              if key in options}
+    )
     if generator is None:
         source = pretrain_generator(
             DEFAULT_CACHE if cache is None else cache,
@@ -344,6 +370,7 @@ def finetune(
         networks=networks,
         extra_settings=settings,
         export=export_lora if config.lora_targets else None,
+        pair_set=pair_set,
         **run_options,
     )
     pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]

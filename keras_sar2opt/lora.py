@@ -17,6 +17,14 @@ METADATA_KEY = "keras_sar2opt.lora"
 METADATA_FIELDS = ("rank", "alpha", "dropout", "targets", "also_train")
 ADAPTER_SUFFIX = ".safetensors"
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
+# apply_lora's arguments and the `sar2opt train` options that set them (named in errors).
+OPTION_FLAGS = {"rank": "--rank", "alpha": "--alpha", "dropout": "--lora-dropout", "targets": "--targets",
+                "also_train": "--also-train"}
+
+
+def _named(argument):
+    """An argument with its command-line option, for error messages: "dropout (--lora-dropout)"."""
+    return f"{argument} ({OPTION_FLAGS[argument]})"
 
 
 @keras.saving.register_keras_serializable(package="keras_sar2opt")
@@ -153,17 +161,30 @@ def _leaf_layers(model):
     return layers
 
 
-def _resolve(model, layers, names, option, convolutions=False):
-    """The layers named by `names`: exact layer names, or block prefixes ("dec8" -> "dec8_*")."""
-    if isinstance(names, str):
-        names = (names,)
+def _names(names):
+    """A layer name or sequence of them, as a tuple."""
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+def _unknown_name(argument, model_name, blocks, entry):
+    kind = "convolutions" if argument == "targets" else "layers"
+    return Sar2OptError(
+        f"Expected {_named(argument)} to name {kind} or block prefixes of model {model_name!r} "
+        f"({', '.join(blocks)}), received {entry!r}"
+    )
+
+
+def _resolve(model, layers, names, argument):
+    """The layers named by `names` (the "targets" or "also_train" of apply_lora): exact layer names,
+    or block prefixes ("dec8" -> "dec8_*"; for targets only its convolutions)."""
+    convolutions = argument == "targets"
     resolved = {}
-    for entry in names:
+    for entry in _names(names):
         if entry in layers:
             matches = [layers[entry]]
             if convolutions and not isinstance(layers[entry], (*CONV_TYPES, LoRAConv)):
                 raise Sar2OptError(
-                    f"Expected {option} to name Conv2D or Conv2DTranspose layers, received {entry!r} "
+                    f"Expected {_named(argument)} to name Conv2D or Conv2DTranspose layers, received {entry!r} "
                     f"({type(layers[entry]).__name__})"
                 )
         else:
@@ -174,23 +195,41 @@ def _resolve(model, layers, names, option, convolutions=False):
                 and (not convolutions or isinstance(layer, (*CONV_TYPES, LoRAConv)))
             ]
         if not matches:
-            kind = "convolutions" if convolutions else "layers"
-            blocks = dict.fromkeys(name.split("_")[0] for name in layers)
-            raise Sar2OptError(
-                f"Expected {option} to name {kind} or block prefixes of model {model.name!r} "
-                f"({', '.join(blocks)}), received {entry!r}"
-            )
+            raise _unknown_name(argument, model.name, dict.fromkeys(name.split("_")[0] for name in layers), entry)
         resolved.update((layer.name, layer) for layer in matches)
     return resolved
 
 
+def _check_exclusive(both):
+    if both:
+        raise Sar2OptError(
+            f"Expected {_named('also_train')} to exclude the LoRA {_named('targets')}, received "
+            f"{', '.join(both)} in both"
+        )
+
+
+def check_layer_names(model_name, blocks, targets, also_train=()):
+    """Raise Sar2OptError, as apply_lora would, for `targets` or `also_train` entries outside the
+    block prefixes `blocks` of the model `model_name`, or given in both, before the model is at hand.
+
+    Entries whose block exists but whose layer does not are left to apply_lora.
+    """
+    for argument, names in (("targets", targets), ("also_train", also_train)):
+        for entry in _names(names):
+            if entry.split("_")[0] not in blocks:
+                raise _unknown_name(argument, model_name, blocks, entry)
+    _check_exclusive([entry for entry in _names(also_train) if entry in _names(targets)])
+
+
 def check_hyperparameters(rank, alpha, dropout):
+    """Raise Sar2OptError, naming the option, unless rank is a positive integer, alpha positive
+    and dropout in [0, 1)."""
     if not isinstance(rank, numbers.Integral) or isinstance(rank, bool) or rank < 1:
-        raise Sar2OptError(f"Expected rank to be a positive integer, received {rank!r}")
+        raise Sar2OptError(f"Expected {_named('rank')} to be a positive integer, received {rank!r}")
     if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha > 0:
-        raise Sar2OptError(f"Expected alpha to be a positive number, received {alpha!r}")
+        raise Sar2OptError(f"Expected {_named('alpha')} to be a positive number, received {alpha!r}")
     if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise Sar2OptError(f"Expected dropout to be in [0, 1), received {dropout!r}")
+        raise Sar2OptError(f"Expected {_named('dropout')} to be in [0, 1), received {dropout!r}")
 
 
 def _clone(model, clone_layer):
@@ -254,11 +293,9 @@ def apply_lora(model, targets, rank=16, alpha=32, dropout=0.1, also_train=()):
             f"Expected a model without LoRA adapters, received {model.name!r} "
             f"with adapters on {', '.join(adapted)}"
         )
-    wrap = _resolve(model, layers, targets, "targets", convolutions=True)
+    wrap = _resolve(model, layers, targets, "targets")
     train = _resolve(model, layers, also_train, "also_train")
-    both = sorted(set(wrap) & set(train))
-    if both:
-        raise Sar2OptError(f"Expected also_train to exclude LoRA targets, received {', '.join(both)} in both")
+    _check_exclusive(sorted(set(wrap) & set(train)))
     target_ids = {id(layer) for layer in wrap.values()}
     train_ids = {id(layer) for layer in train.values()}
     new_model, pairs = _clone(
@@ -429,7 +466,7 @@ def load_adapters(base_model, path, rank=None, alpha=None):
 def count_lora_parameters(model, targets=PIX2PIX_ENCODER_TARGETS, rank=16):
     """Closed-form adapter size: Σ over target convolutions of rank·(kh·kw·C_in + C_out)."""
     total = 0
-    for layer in _resolve(model, _leaf_layers(model), targets, "targets", convolutions=True).values():
+    for layer in _resolve(model, _leaf_layers(model), targets, "targets").values():
         base = layer.layer if isinstance(layer, LoRAConv) else layer
         kh, kw, *channels = base.kernel.shape
         c_in = channels[1] if isinstance(base, keras.layers.Conv2DTranspose) else channels[0]

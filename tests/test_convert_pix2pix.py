@@ -181,6 +181,11 @@ def test_convert_command_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "g.pth").write_bytes(b"\x80\x02}q\x00.")  # a pickled empty dict
     assert main(["convert", str(tmp_path / "g.pth"), "-o", str(tmp_path / "g.h5")]) == 1
     assert "Expected -o to end in .keras" in capsys.readouterr().err
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")  # the size is refused before the file is read
+    assert main(["convert", str(tmp_path / "bad.pth"), "-o", str(tmp_path / "g.keras"), "--image-size", "128"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "Expected image_size (--image-size) for pix2pix_generator to be a multiple of 256 (at least 256), received 128"
+    )
 
 
 def test_convert_outputs_that_cannot_be_written_are_one_line_before_reading(tmp_path, cli_error):

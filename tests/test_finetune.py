@@ -127,12 +127,12 @@ def test_load_network_checks_size_and_inputs(tmp_path):
         (["--experiment", "finetune-full", "--also-train", "head"], "--also-train only with --experiment finetune-"),
         (["--experiment", "patchgan", "--generator", "g.keras"], "--generator only with --experiment finetune-full or"),
         (["--experiment", "finetune-full", "--generator", "missing.keras"], "--generator to be a .keras, .pth or"),
-        (["--experiment", "finetune-lora", "--rank", "0"], "Expected rank to be a positive integer, received 0"),
-        (["--experiment", "finetune-lora", "--lora-dropout", "1"], "Expected dropout to be in"),
+        (["--experiment", "finetune-lora", "--rank", "0"], "Expected rank (--rank) to be a positive integer, received 0"),
+        (["--experiment", "finetune-lora", "--lora-dropout", "1"], "Expected dropout (--lora-dropout) to be in [0, 1)"),
         (["--experiment", "finetune-lora", "--pretrain-epochs", "0"], "Expected --pretrain-epochs to be a positive"),
         (["--experiment", "finetune-full", "--generator", "g.keras", "--cache", "c"], "only without --generator"),
         (["--experiment", "finetune-full", "--data", "."], "Expected --generator with --data ."),
-        (["--experiment", "finetune-lora", "--batch-size", "0"], "Expected batch-size to be a positive integer"),
+        (["--experiment", "finetune-lora", "--batch-size", "0"], "Expected batch_size (--batch-size) to be a positive integer"),
     ],
 )
 def test_bad_options_fail_in_one_line_before_any_work(argv, message, tmp_path, capsys, monkeypatch):
@@ -142,6 +142,88 @@ def test_bad_options_fail_in_one_line_before_any_work(argv, message, tmp_path, c
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """--data values: 12 synthetic pairs at SIZE, a folder in no known layout, and a CSV pairing a SAR
+    image with a 12-band optical GeoTIFF."""
+    import rasterio
+
+    from keras_sar2opt.data.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("datasets")
+    write_synthetic(root / "pairs", "qxslab", 12, "qxslab", size=SIZE, seed=0, progress=False)
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("no images here\n")
+    stack = root / "s2_stack.tif"
+    with rasterio.open(stack, "w", driver="GTiff", height=SIZE, width=SIZE, count=12, dtype="uint16") as dataset:
+        dataset.write(np.full((12, SIZE, SIZE), 1000, np.uint16))
+    sar = next((root / "pairs").rglob("sar_*/*.png"))
+    (root / "stack.csv").write_text(f"sar,optical\n{sar},{stack}\n")
+    return root
+
+
+PIX2PIX_BLOCKS = ", ".join([f"enc{k}" for k in range(1, 9)] + [f"dec{k}" for k in range(1, 9)] + ["head"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "pairs", "--epochs", "0"], "Expected epochs (--epochs) to be a positive integer, received 0"),
+        (["--data", "pairs", "--rank", "0"], "Expected rank (--rank) to be a positive integer, received 0"),
+        (["--data", "pairs", "--alpha", "0"], "Expected alpha (--alpha) to be a positive number, received 0.0"),
+        (["--data", "pairs", "--lora-dropout", "1.5"], "Expected dropout (--lora-dropout) to be in [0, 1), received 1.5"),
+        (["--data", "pairs", "--targets", "enc1,enc9"], "Expected targets (--targets) to name convolutions or block "
+                                                        f"prefixes of model 'pix2pix_generator' ({PIX2PIX_BLOCKS}), received 'enc9'"),
+        (["--data", "pairs", "--also-train", "dec9"], "Expected also_train (--also-train) to name layers or block "
+                                                      f"prefixes of model 'pix2pix_generator' ({PIX2PIX_BLOCKS}), received 'dec9'"),
+        (["--data", "pairs", "--also-train", "enc8,head"], "Expected also_train (--also-train) to exclude the LoRA "
+                                                           "targets (--targets), received enc8 in both"),
+        (["--data", "pairs", "--image-size", "128"], "Expected image_size (--image-size) for pix2pix_generator to be a "
+                                                     "multiple of 256 (at least 256), received 128"),
+        (["--data", "pairs", "--l1-weight", "-1"], "Expected l1_weight (--l1-weight) to be a non-negative number, "
+                                                   "received -1.0"),
+        (["--data", "notes"], "Expected a known dataset layout"),
+        (["--data", "stack.csv"], "received 12: choose 1 or 3 with --optical-bands"),
+        (["--data", "pairs"], "Expected at least 32 training pairs (the batch size)"),
+        (["--targets", "enc9"], "Expected targets (--targets) to name convolutions"),  # before a pre-training
+    ],
+)
+def test_finetuning_checks_options_and_data_before_the_generator_loads(argv, message, datasets, tmp_path, monkeypatch,
+                                                                       cli_error):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the generator was loaded or pre-trained before the options were checked")
+
+    monkeypatch.setattr(finetune, "load_network", refuse)
+    monkeypatch.setattr(finetune, "pretrain_generator", refuse)
+    monkeypatch.chdir(tmp_path)  # the default run and cache folders are under runs/
+    (tmp_path / "G.pth").write_bytes(b"not a checkpoint")  # reading it would fail with another message
+    generator = ["--generator", "G.pth"] if "--data" in argv else []
+    argv = [str(datasets / arg) if arg in ("pairs", "notes", "stack.csv") else arg for arg in argv]
+    line = cli_error(["train", "--experiment", "finetune-lora", *generator, *argv])
+    assert line.startswith("sar2opt train: error: ") and message in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_finetuning_scans_its_data_once_and_reruns_a_finished_run(datasets, tmp_path, monkeypatch):
+    import keras_sar2opt.data
+
+    scans = []
+    find_pairs = keras_sar2opt.data.find_pairs
+    monkeypatch.setattr(keras_sar2opt.data, "find_pairs", lambda *args, **kwargs: scans.append(args) or find_pairs(
+        *args, **kwargs))
+    generator = tmp_path / "unet.keras"
+    unet_generator(SIZE).save(generator)
+    out = tmp_path / "run"
+    argv = ["train", "--experiment", "finetune-full", "--generator", str(generator), "--data", str(datasets / "pairs"),
+            "--image-size", str(SIZE), "--batch-size", "2", "--epochs", "1", "--steps-per-epoch", "1",
+            "--sample-every", "1", "--verbose", "0", "--out", str(out)]
+    assert main(argv) == 0
+    assert len(scans) == 1 and (out / "held_out.json").is_file()
+    split = (out / "split.json").read_text()
+    assert main(argv) == 0  # a finished run, rerun: nothing to train
+    assert len(scans) == 2 and (out / "split.json").read_text() == split
 
 
 def test_empty_layer_list_is_a_usage_error(capsys):

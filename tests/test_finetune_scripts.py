@@ -153,6 +153,6 @@ def test_unknown_also_trained_layer_fails_before_data_is_written(pretrained, tmp
     assert main(argv) == 1
     error = capsys.readouterr().err
     blocks = ", ".join([f"enc{k}" for k in range(1, 9)] + [f"dec{k}" for k in range(1, 9)] + ["head"])
-    assert f"Expected also_train to name layers or block prefixes of model 'pix2pix_generator' ({blocks}), " \
+    assert f"Expected also_train (--also-train) to name layers or block prefixes of model 'pix2pix_generator' ({blocks}), " \
            "received 'dec9'" in error
     assert not out.exists()

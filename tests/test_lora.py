@@ -185,18 +185,31 @@ def test_load_adapters_errors(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"targets": ("enc9",)}, "received 'enc9'"),
+        ({"targets": ("enc9",)}, r"Expected targets \(--targets\) to name convolutions .*received 'enc9'"),
         ({"targets": ("enc1_bn",)}, "Conv2D or Conv2DTranspose.*enc1_bn"),
-        ({"targets": ("enc1",), "also_train": ("enc1",)}, "enc1_conv in both"),
-        ({"targets": ("enc1",), "also_train": ("nope",)}, "also_train"),
-        ({"targets": ("enc1",), "rank": 0}, "rank"),
-        ({"targets": ("enc1",), "alpha": -1}, "alpha"),
-        ({"targets": ("enc1",), "dropout": 1.0}, "dropout"),
+        ({"targets": ("enc1",), "also_train": ("enc1",)}, r"also_train \(--also-train\) .*enc1_conv in both"),
+        ({"targets": ("enc1",), "also_train": ("nope",)}, r"Expected also_train \(--also-train\) to name layers"),
+        ({"targets": ("enc1",), "rank": 0}, r"Expected rank \(--rank\) to be a positive integer, received 0"),
+        ({"targets": ("enc1",), "alpha": -1}, r"Expected alpha \(--alpha\) to be a positive number"),
+        ({"targets": ("enc1",), "dropout": 1.0}, r"Expected dropout \(--lora-dropout\) to be in \[0, 1\)"),
     ],
 )
 def test_apply_lora_rejects_bad_options(kwargs, message):
     with pytest.raises(Sar2OptError, match=message):
         lora.apply_lora(tiny_model(), **kwargs)
+
+
+def test_layer_names_are_checked_against_the_blocks_before_the_model_is_at_hand():
+    blocks = ("enc1", "dec1", "head")
+    for kwargs in ({"targets": ("enc9",)}, {"targets": ("enc1",), "also_train": ("dec1_bn", "nope")}):
+        with pytest.raises(Sar2OptError) as early:
+            lora.check_layer_names("tiny", blocks, **kwargs)
+        with pytest.raises(Sar2OptError) as applied:
+            lora.apply_lora(tiny_model(), **kwargs)
+        assert str(early.value) == str(applied.value)
+    with pytest.raises(Sar2OptError, match=r"also_train \(--also-train\) to exclude .*received enc1 in both"):
+        lora.check_layer_names("tiny", blocks, ("enc1", "dec1"), ("enc1",))
+    lora.check_layer_names("tiny", blocks, "enc1", ("dec1_bn", "head"))  # a block's missing layer is left to apply_lora
 
 
 def test_apply_lora_rejects_an_adapted_model_and_merge_a_plain_one():

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.models.pix2pix import GENERATOR_BLOCKS
 from keras_sar2opt.models import (
+    INPUT_SIZES,
     MODELS,
     build_model,
+    check_model,
     patchgan_discriminator,
     pix2pix_discriminator,
     pix2pix_generator,
@@ -147,6 +150,8 @@ def test_pix2pix_layer_names_follow_the_checkpoint(models):
         | {"sar", "head_conv", "head_tanh"}
     )
     assert generator == expected
+    blocks = dict.fromkeys(layer.name.split("_")[0] for layer in models("pix2pix_generator").layers[1:])
+    assert tuple(blocks) == GENERATOR_BLOCKS  # what LoRA targets are checked against before a load
     discriminator = {layer.name for layer in models("pix2pix_discriminator").layers}
     assert discriminator == (
         {"sar", "optical", "concat", "disc3_pad", "disc4_pad", "disc4_conv"}
@@ -220,7 +225,7 @@ def test_patchgan_dropout_rate_is_documented_default():
 
 
 BAD_ARGUMENTS = [
-    (pix2pix_generator, {"image_size": 128}, "image_size for pix2pix_generator"),
+    (pix2pix_generator, {"image_size": 128}, "image_size (--image-size) for pix2pix_generator"),
     (pix2pix_generator, {"decoder": "deconv"}, "decoder for pix2pix_generator"),
     (pix2pix_generator, {"upsample_mode": "bicubic"}, "upsample_mode"),
     (pix2pix_discriminator, {"image_size": 16}, "multiple of 8 (at least 24)"),
@@ -239,6 +244,18 @@ def test_bad_arguments_raise_one_line_errors():
             builder(**kwargs)
         assert message in str(error.value)
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_check_model_refuses_the_sizes_its_builder_refuses(name):
+    multiple, minimum = INPUT_SIZES[name]["multiple"], INPUT_SIZES[name]["minimum"]
+    check_model(name, minimum)  # builds nothing
+    for size in (minimum - multiple, minimum + multiple // 2, float(minimum)):
+        with pytest.raises(Sar2OptError) as early:
+            check_model(name, size)
+        with pytest.raises(Sar2OptError) as built:
+            MODELS[name](image_size=size)
+        assert str(early.value) == str(built.value) and "image_size (--image-size)" in str(early.value)
 
 
 def test_build_model_unknown_name_lists_choices():

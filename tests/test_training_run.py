@@ -100,10 +100,10 @@ def _one_line_error(capsys, argv, code):
         (["--experiment", "gan"], 2, "--experiment: invalid choice: 'gan'"),
         (["--experiment", "patchgan", "--precision", "fp8"], 2, "--precision: invalid choice: 'fp8'"),
         (["--experiment", "patchgan", "--epochs", "two"], 2, "--epochs: invalid int value: 'two'"),
-        (["--experiment", "patchgan", "--epochs", "0"], 1, "Expected epochs to be a positive integer, received 0"),
-        (["--experiment", "patchgan", "--n-critic", "3"], 1, "n-critic and clip-value only with a wasserstein"),
-        (["--experiment", "scratch", "--image-size", "48"], 1, "image_size for scratch_discriminator"),
-        (["--experiment", "wgan", "--g-learning-rate", "-1"], 1, "g-learning-rate to be positive"),
+        (["--experiment", "patchgan", "--epochs", "0"], 1, "Expected epochs (--epochs) to be a positive integer, received 0"),
+        (["--experiment", "patchgan", "--n-critic", "3"], 1, "n_critic (--n-critic) and clip_value (--clip-value) only with a wasserstein"),
+        (["--experiment", "scratch", "--image-size", "48"], 1, "image_size (--image-size) for scratch_discriminator"),
+        (["--experiment", "wgan", "--g-learning-rate", "-1"], 1, "g_learning_rate (--g-learning-rate) to be positive"),
     ],
 )
 def test_bad_options_give_one_line_and_a_nonzero_exit(capsys, tmp_path, options, code, expected):

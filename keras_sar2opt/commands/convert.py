@@ -57,6 +57,7 @@ def _describe(role, source, destination, model, config, report):
 def run(args):
     from keras_sar2opt.convert.pix2pix import convert_discriminator, convert_generator
     from keras_sar2opt.convert.pth_reader import read_state_dict
+    from keras_sar2opt.models import check_model
 
     output = _keras_path(args.output, "-o")
     disc_output = None
@@ -69,6 +70,8 @@ def run(args):
     jobs = [("generator", args.generator, args.key, output, convert_generator, {"upsample_mode": args.upsample_mode})]
     if args.disc:
         jobs.append(("discriminator", args.disc, args.disc_key, disc_output, convert_discriminator, {}))
+    for role, *_ in jobs:  # before reading a checkpoint
+        check_model(f"pix2pix_{role}", args.image_size)
     converted = [  # every checkpoint read and mapped before anything is written
         (role, source, destination, *convert(
             read_state_dict(source, key=key), image_size=args.image_size, strict=args.strict, source=source, **options

@@ -402,7 +402,7 @@ def find_pairs(root, layout="auto", on_bad="error", optical_bands=None, sar_band
     if layout != "auto" and layout not in LAYOUTS:
         raise Sar2OptError(f"Expected layout among auto, {', '.join(LAYOUTS)}, received {layout!r}")
     if on_bad not in ON_BAD:
-        raise Sar2OptError(f"Expected on_bad among {', '.join(ON_BAD)}, received {on_bad!r}")
+        raise Sar2OptError(f"Expected on_bad (--on-bad) among {', '.join(ON_BAD)}, received {on_bad!r}")
     try:
         root = Path(root).expanduser().resolve()
     except (OSError, RuntimeError) as error:  # RuntimeError: a symbolic link loop

@@ -51,7 +51,7 @@ def check_image_size(image_size, *, multiple, minimum, model):
     """Raise Sar2OptError unless image_size is an integer multiple of `multiple`, >= `minimum`."""
     if not _is_int(image_size) or image_size < minimum or image_size % multiple:
         raise Sar2OptError(
-            f"Expected image_size for {model} to be a multiple of {multiple} "
+            f"Expected image_size (--image-size) for {model} to be a multiple of {multiple} "
             f"(at least {minimum}), received {image_size!r}"
         )
 

@@ -16,6 +16,7 @@ BLOCKS = (
     (128, 2, True),  # 16x16x128, then Dropout
     (256, 1, True),  # 16x16x256
 )
+INPUT_SIZE = {"multiple": 8, "minimum": 8}  # three stride-2 blocks
 DROPOUT_AFTER = 3  # Table 3 places its Dropout after the third block
 # Table 3 does not give the rate. 0.4 is the rate the same authors state for their other
 # discriminator (Table 1); it is an assumption, kept as an argument.
@@ -34,7 +35,7 @@ def patchgan_discriminator(
     Batch normalisation keeps Keras's defaults (the report's networks are Keras models).
     """
     model = "patchgan_discriminator"
-    check_image_size(image_size, multiple=8, minimum=8, model=model)
+    check_image_size(image_size, **INPUT_SIZE, model=model)
     check_channels(model, sar_channels=sar_channels, optical_channels=optical_channels)
     sar, optical, x = sar_optical_inputs(image_size, sar_channels, optical_channels)
     for k, (filters, strides, norm) in enumerate(BLOCKS, start=1):

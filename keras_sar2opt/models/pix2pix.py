@@ -20,9 +20,17 @@ ENCODER_FILTERS = (64, 128, 256, 512, 512, 512, 512, 512)
 DECODER_FILTERS = (512, 512, 512, 512, 256, 128, 64, 64)
 DECODER_DROPOUT_BLOCKS = 3
 DECODER_DROPOUT_RATE = 0.5
+# The generator's blocks (the prefixes of its layer names), in order, known before it is built.
+GENERATOR_BLOCKS = (
+    tuple(f"enc{k}" for k in range(1, len(ENCODER_FILTERS) + 1))
+    + tuple(f"dec{k}" for k in range(1, len(DECODER_FILTERS) + 1))
+    + ("head",)
+)
+GENERATOR_INPUT_SIZE = {"multiple": 256, "minimum": 256}  # eight stride-2 encoders reach 1x1
 # disc0..disc3: (filters, stride), Conv2d 4x4 padding 1 (bias only in disc0, BatchNorm from disc1)
 # + LeakyReLU(0.2); disc4 is Conv2d(512 -> 1, 4x4, stride 1, padding 1) giving the patch logits.
 DISCRIMINATOR_BLOCKS = ((64, 2), (128, 2), (256, 2), (512, 1))
+DISCRIMINATOR_INPUT_SIZE = {"multiple": 8, "minimum": 24}  # a patch grid of at least 1x1
 
 DECODERS = ("transpose", "upsample")
 # PyTorch's Upsample "bilinear" (align_corners=False) matches Keras's half-pixel bilinear;
@@ -53,7 +61,7 @@ def pix2pix_generator(
     "bilinear") then a 3x3 bias-free `dec{k}_conv` in place of each transposed conv.
     """
     model = "pix2pix_generator"
-    check_image_size(image_size, multiple=256, minimum=256, model=model)
+    check_image_size(image_size, **GENERATOR_INPUT_SIZE, model=model)
     check_channels(model, in_channels=in_channels, out_channels=out_channels)
     check_choice(model, "decoder", decoder, DECODERS)
     check_choice(model, "upsample_mode", upsample_mode, UPSAMPLE_MODES)
@@ -87,7 +95,7 @@ def pix2pix_discriminator(image_size=256, sar_channels=3, optical_channels=3):
     output LOGITS (image_size/8 - 2) square, i.e. 30x30x1 for 256x256 inputs.
     """
     model = "pix2pix_discriminator"
-    check_image_size(image_size, multiple=8, minimum=24, model=model)
+    check_image_size(image_size, **DISCRIMINATOR_INPUT_SIZE, model=model)
     check_channels(model, sar_channels=sar_channels, optical_channels=optical_channels)
     sar, optical, x = sar_optical_inputs(image_size, sar_channels, optical_channels)
     for i, (filters, strides) in enumerate(DISCRIMINATOR_BLOCKS):

@@ -13,11 +13,12 @@ CONVS = (
     (256, 2),  # 4x4x256
 )
 DROPOUT_RATE = 0.4  # Table 1: Dropout (0.4)
+INPUT_SIZE = {"multiple": 32, "minimum": 32}  # strides 4, 2, 2, 2
 
 
 def table1_network(image_size, channels, output_activation, name):
     """Table 1's conv1..conv4, flatten, dropout and a one-unit `dense` with output_activation."""
-    check_image_size(image_size, multiple=32, minimum=32, model=name)
+    check_image_size(image_size, **INPUT_SIZE, model=name)
     check_channels(name, channels=channels)
     inputs = keras.Input((image_size, image_size, channels), name="optical")
     x = inputs

@@ -18,6 +18,7 @@ DECODER_FILTERS = (
     128,  # 32x32x128, concat enc2 -> 256
     64,  # 64x64x64, concat enc1 -> 128
 )
+INPUT_SIZE = {"multiple": 16, "minimum": 16}  # four stride-2 encoders
 
 
 def unet_generator(image_size=128, in_channels=3, out_channels=3):
@@ -28,7 +29,7 @@ def unet_generator(image_size=128, in_channels=3, out_channels=3):
     Batch normalisation keeps Keras's defaults (the report's networks are Keras models).
     """
     model = "unet_generator"
-    check_image_size(image_size, multiple=16, minimum=16, model=model)
+    check_image_size(image_size, **INPUT_SIZE, model=model)
     check_channels(model, in_channels=in_channels, out_channels=out_channels)
     sar = keras.Input((image_size, image_size, in_channels), name="sar")
     x = sar

@@ -62,11 +62,23 @@ def critic_chunks(batch_size, steps):
     return chunks
 
 
+# compile() arguments and the `sar2opt train` options that set them (named in errors).
+OPTION_FLAGS = {"l1_weight": "--l1-weight", "n_critic": "--n-critic", "clip_value": "--clip-value"}
+
+
 def _check_positive(name, value, kind=numbers.Real, allow_zero=False):
     valid = isinstance(value, kind) and not isinstance(value, bool)
-    if not valid or value < 0 or (value == 0 and not allow_zero):
+    if not valid or not value >= 0 or (value == 0 and not allow_zero):  # NaN too
         bound = "non-negative" if allow_zero else "positive"
-        raise Sar2OptError(f"Expected {name} to be a {bound} number, received {value!r}")
+        raise Sar2OptError(f"Expected {name} ({OPTION_FLAGS[name]}) to be a {bound} number, received {value!r}")
+
+
+def check_loss_settings(adversarial_loss="bce", l1_weight=100.0, n_critic=5, clip_value=0.01):
+    """Raise Sar2OptError, naming the option, for loss settings compile() does not take."""
+    losses.check_adversarial_loss(adversarial_loss)
+    _check_positive("l1_weight", l1_weight, allow_zero=True)
+    _check_positive("n_critic", n_critic, kind=numbers.Integral)
+    _check_positive("clip_value", clip_value)
 
 
 @keras.saving.register_keras_serializable(package="keras_sar2opt")
@@ -119,10 +131,7 @@ class AdversarialModel(keras.Model):
         the batch (see `critic_chunks`), so the critic sees every example once per epoch and the
         generator update uses the whole batch; with "bce" D makes one update on the whole batch.
         """
-        losses.check_adversarial_loss(adversarial_loss)
-        _check_positive("l1_weight", l1_weight, allow_zero=True)
-        _check_positive("n_critic", n_critic, kind=numbers.Integral)
-        _check_positive("clip_value", clip_value)
+        check_loss_settings(adversarial_loss, l1_weight, n_critic, clip_value)
         g_optimizer = keras.optimizers.get(g_optimizer)
         d_optimizer = keras.optimizers.get(d_optimizer)
         if g_optimizer is d_optimizer:

@@ -40,16 +40,21 @@ RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tens
                "deterministic", "sar_options", "optical_options", "split_group")
 
 
-def _check_choice(option, value, choices):
+def _named(name):
+    """A setting with the `sar2opt train` option that sets it, for error messages: "batch_size (--batch-size)"."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def _check_choice(name, value, choices):
     if value not in choices:
-        raise Sar2OptError(f"Expected {option} to be one of {', '.join(map(str, choices))}, received {value!r}")
+        raise Sar2OptError(f"Expected {_named(name)} to be one of {', '.join(map(str, choices))}, received {value!r}")
 
 
-def _check_count(option, value, allow_none=False):
+def _check_count(name, value, allow_none=False):
     if value is None and allow_none:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise Sar2OptError(f"Expected {option} to be a positive integer, received {value!r}")
+        raise Sar2OptError(f"Expected {_named(name)} to be a positive integer, received {value!r}")
 
 
 def check_run_options(
@@ -58,25 +63,31 @@ def check_run_options(
     split_group=None,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
-    defaults are train_experiment's)."""
+    defaults are train_experiment's). The networks built by name must take the image size; those
+    of a fine-tuning experiment (`config.pretrained`) are checked by keras_sar2opt.finetune."""
     from keras_sar2opt.data import ON_BAD
     from keras_sar2opt.data.loading import check_reading_options
     from keras_sar2opt.data.splits import check_split_group
-    from keras_sar2opt.models import check_model_name
-    from keras_sar2opt.training.losses import check_adversarial_loss
+    from keras_sar2opt.models import check_model, check_model_name
+    from keras_sar2opt.training.adversarial import check_loss_settings
 
     check_model_name(config.generator)
     check_model_name(config.discriminator)
-    check_adversarial_loss(config.adversarial_loss)
-    for option in ("epochs", "batch_size", "image_size"):
-        _check_count(option.replace("_", "-"), getattr(config, option))
+    for name in ("epochs", "batch_size", "image_size"):
+        _check_count(name, getattr(config, name))
+    if not config.pretrained:
+        check_model(config.generator, config.image_size)
+        check_model(config.discriminator, config.image_size)
+    wasserstein = config.adversarial_loss == "wasserstein"
+    critic = {"n_critic": config.n_critic, "clip_value": config.clip_value} if wasserstein else {}
+    check_loss_settings(config.adversarial_loss, config.l1_weight, **critic)  # as compile_kwargs() passes them
     _check_count("pairs", pairs)
-    _check_count("steps-per-epoch", steps_per_epoch, allow_none=True)
-    _check_count("sample-every", sample_every)
-    _check_count("early-stopping", early_stopping, allow_none=True)
+    _check_count("steps_per_epoch", steps_per_epoch, allow_none=True)
+    _check_count("sample_every", sample_every)
+    _check_count("early_stopping", early_stopping, allow_none=True)
     _check_choice("precision", precision, PRECISIONS)
     _check_choice("strategy", strategy, STRATEGIES)
-    _check_choice("on-bad", on_bad, ON_BAD)
+    _check_choice("on_bad", on_bad, ON_BAD)
     _check_choice("tensorboard", tensorboard, (False, True))
     _check_choice("deterministic", deterministic, (False, True))
     check_reading_options(sar_options, optical_options)
@@ -89,12 +100,13 @@ def check_run_options(
         )
     if data is not None and not Path(data).exists():
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV, received {data}")
-    for option, optimizer in (("g-learning-rate", config.g_optimizer), ("d-learning-rate", config.d_optimizer)):
+    for name, optimizer in (("g_learning_rate", config.g_optimizer), ("d_learning_rate", config.d_optimizer)):
         if not optimizer.learning_rate > 0:
-            raise Sar2OptError(f"Expected {option} to be positive, received {optimizer.learning_rate!r}")
-    if config.adversarial_loss != "wasserstein" and (config.n_critic != 1 or config.clip_value is not None):
+            raise Sar2OptError(f"Expected {_named(name)} to be positive, received {optimizer.learning_rate!r}")
+    if not wasserstein and (config.n_critic != 1 or config.clip_value is not None):
         raise Sar2OptError(
-            f"Expected n-critic and clip-value only with a wasserstein experiment, received them for {config.name!r}"
+            f"Expected {_named('n_critic')} and {_named('clip_value')} only with a wasserstein experiment, "
+            f"received them for {config.name!r}"
         )
 
 
@@ -206,6 +218,26 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC
     return find_pairs(root, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band), synthetic
 
 
+def check_run_data(config, data=None, out=None, *, on_bad="error", sar_options=None, optical_options=None,
+                   split_group=None):
+    """(run folder, the PairSet of `data` or None) once the run folder is found writable and the
+    pairs of `data` found and checked as train_experiment checks them (layout, files, bands, enough
+    pairs for a batch unless the run folder holds a split to resume with; replicas are checked by
+    train_experiment). For a caller with a long step before train_experiment, which takes the
+    PairSet as `pair_set`."""
+    out = run_folder(config, out)
+    files.check_writable(out, "--output")
+    if data is None:  # synthetic pairs, written into the run folder by train_experiment
+        return out, None
+    pair_set, _ = prepare_data(
+        data, out, image_size=config.image_size, pairs=None, seed=config.seed, on_bad=on_bad,
+        optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
+    )
+    if not (out / "split.json").is_file():
+        make_split(pair_set, config.seed, config.batch_size, group=split_group)
+    return out, pair_set
+
+
 def make_split(pair_set, seed, batch_size, replicas=1, group=None):
     """The dataset's own split (a SAR2Optical split.json) or a seeded 80/10/10 one, by area when
     `group` (a `split_pairs` pattern) is given.
@@ -315,6 +347,11 @@ def run_settings(config, pair_set, split, synthetic, distribution, out, **option
         "split": {name: [pair.name for pair in pairs] for name, pairs in split.items()},
         "versions": versions(),
     }
+
+
+def run_folder(config, out=None):
+    """The folder of a run of `config`: `out`, or runs/<experiment name>."""
+    return Path(out if out is not None else Path("runs") / config.name)
 
 
 def check_free_space(out, model, store):
@@ -535,6 +572,7 @@ def train_experiment(
     networks=None,
     extra_settings=None,
     export=None,
+    pair_set=None,
 ):
     """Train the experiment `config` (an ExperimentConfig) and write its run folder; returns its Path.
 
@@ -563,6 +601,8 @@ def train_experiment(
     fresh networks named by config; an experiment with `config.pretrained` needs it, see
     keras_sar2opt.finetune). extra_settings: more top-level entries of config.json. export: a
     callable (generator, out) writing the final generator (default: out/generator.keras).
+    pair_set: the PairSet `prepare_data` found in `data` already (a caller that checks the data
+    before a long step of its own), so that it is not scanned again.
     """
     if config.pretrained and networks is None:
         raise Sar2OptError(
@@ -595,7 +635,7 @@ def train_experiment(
         raise Sar2OptError(
             f"Expected --batch-size to be a multiple of the {replicas} replicas, received {config.batch_size}"
         )
-    out = Path(out if out is not None else Path("runs") / config.name)
+    out = run_folder(config, out)
     if not _is_chief(distribution):  # each worker trains; only the chief writes the run folder
         resolver = distribution.cluster_resolver
         out = out / "workers" / f"{resolver.task_type}-{resolver.task_id}"
@@ -623,10 +663,13 @@ def train_experiment(
         model = build_adversarial_model(config, networks)  # before the data: a bad image size fails fast
         check_free_space(out, model, store)
 
-        pair_set, synthetic = prepare_data(
-            data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset,
-            optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
-        )
+        if pair_set is None:
+            pair_set, synthetic = prepare_data(
+                data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset,
+                optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
+            )
+        else:
+            synthetic = None
         if store.exists and (out / "split.json").is_file():
             split = recorded_split(out, pair_set)
         else:
