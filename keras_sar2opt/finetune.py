@@ -182,20 +182,24 @@ def export_lora(generator, out):
     save_generator(merge_lora(generator), out)
 
 
-def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_options=None):
-    """Mean L1 (images in [-1, 1]) of `generator` over `pairs`, in inference mode: val_g_l1's measure."""
+def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_options=None, desc=None):
+    """Mean L1 (images in [-1, 1]) of `generator` over `pairs`, in inference mode: val_g_l1's measure.
+    `desc` labels a progress bar over the pairs (None: no bar)."""
     import keras
     import numpy as np
+    from tqdm.auto import tqdm
 
     from keras_sar2opt.data import make_dataset
     from keras_sar2opt.training.losses import l1_loss
 
-    values = [
-        keras.ops.convert_to_numpy(l1_loss(generator(sar, training=False), optical))
-        for sar, optical in make_dataset(
-            pairs, image_size, batch_size, training=False, sar_options=sar_options, optical_options=optical_options
-        )
-    ]
+    dataset = make_dataset(
+        pairs, image_size, batch_size, training=False, sar_options=sar_options, optical_options=optical_options
+    )
+    values = []
+    with tqdm(total=len(pairs), desc=desc, unit="pair", disable=desc is None) as bar:
+        for sar, optical in dataset:
+            values.append(keras.ops.convert_to_numpy(l1_loss(generator(sar, training=False), optical)))
+            bar.update(len(values[-1]))
     return float(np.mean(np.concatenate(values)))
 
 
@@ -229,8 +233,8 @@ def measure_held_out(out, start, source, measure):
         "split": HELD_OUT_SPLIT,
         "pairs": len(measure["pairs"]),
         "generator": os.fspath(Path(source).resolve()),
-        "l1_before": held_out_l1(start, **measure),
-        "l1_after": held_out_l1(after, **measure),
+        "l1_before": held_out_l1(start, **measure, desc="Held-out L1 before fine-tuning"),
+        "l1_after": held_out_l1(after, **measure, desc="Held-out L1 after fine-tuning"),
         "weights": weights,
     }
     files.write_text(path, json.dumps(result, indent=2) + "\n")
