@@ -247,6 +247,8 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     from keras_sar2opt.inference import load_generator, tile_size
 
     files.check_writable(out, "-o")  # before the data is scanned and the model loads
+    if (Path(out) / SUMMARY_JSON).is_file():
+        logger.warning(f"Replacing the evaluation in {out}")
     if role is not None and role not in EVALUATION_FIGURES:
         raise Sar2OptError(f"Expected --role among {', '.join(EVALUATION_FIGURES)}, received {role!r}")
     run = training_run_of(split_file) if split_file else None

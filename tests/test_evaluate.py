@@ -102,7 +102,7 @@ def test_command_line_preprocessing_options_keep_order_and_convention(data, mode
     assert summary["preprocessing"] == [["median", {"window": 7}], ["gamma", {"gamma": 7.0, "convention": "inverse"}]]
 
 
-def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
+def test_split_file_split_choice_and_limit(data, model_path, tmp_path, caplog):
     model = keras.saving.load_model(model_path)
     split = split_pairs(find_pairs(data).pairs, seed=5)
     save_split(split, tmp_path / "split.json")
@@ -131,6 +131,10 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path):
     assert summary["split_source"] == "every pair of the dataset"
     summary = evaluate(model, data, tmp_path / "seeded", split="val", seed=5, progress=False)
     assert summary["split_source"] == "the seeded 80/10/10 split (seed 5)" and summary["pairs"] == len(split["val"])
+    assert not [m for m in caplog.messages if m.startswith("Replacing")]
+    with caplog.at_level("WARNING"):  # an evaluation written again over an earlier one says so
+        evaluate(model, data, tmp_path / "seeded", split="test", seed=5, progress=False)
+    assert f"Replacing the evaluation in {tmp_path / 'seeded'}" in caplog.messages
     assert read_image(tmp_path / "all" / "samples.png").shape[0] == 2 * SIZE + GAP
 
 
