@@ -912,32 +912,44 @@ def table_rows(results):
 GPU_RESULTS = "gpu_pix2pix_*.jsonl"  # benchmarks/gpu_pix2pix.py results, kept beside the report
 
 
+def _gpu_input(record):
+    """How a GPU record was fed and laid out: Keras's batches, PyTorch's memory order."""
+    if record["framework"].startswith("PyTorch"):
+        return "channels_last" if record.get("channels_last") else "NCHW"
+    feed = ["batches on the GPU" if record.get("device_data") else "host arrays"]
+    if record.get("steps_per_execution", 1) > 1:
+        feed.append(f"{record['steps_per_execution']} steps per call")
+    return ", ".join(feed)
+
+
 def gpu_section(folder):
     """Markdown lines tabulating the GPU results (GPU_RESULTS files in `folder`), or none without any.
 
-    Each file is one lease of one GPU: Keras rows are compared with that file's best PyTorch rate.
+    Each file is one session's lent GPU: every rate is compared with that file's median PyTorch
+    bf16 autocast rate in PyTorch's default NCHW order (the issue's reference) and its best PyTorch rate.
     """
     lines = []
     for path in sorted(Path(folder).glob(GPU_RESULTS)):
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        torch_rates = [rate for r in records if r["framework"].startswith("PyTorch") for rate in r["rates"].values()]
-        best_torch = max(torch_rates, default=None)
+        torch_records = [r for r in records if r["framework"].startswith("PyTorch")]
+        best_torch = max((rate for r in torch_records for rate in r["rates"].values()), default=None)
+        reference = [r["rates"]["bf16 autocast"] for r in torch_records
+                     if not r.get("channels_last") and "bf16 autocast" in r["rates"]]
+        reference = statistics.median(reference) if reference else None
         device = next((r["device"] for r in records if not r["device"].startswith("cuda")), records[0]["device"])
-        rows = []
-        for record in records:
-            feed = []
-            if "device_data" in record:
-                feed.append("arrays on the GPU" if record["device_data"] else "host arrays")
-            if record.get("steps_per_execution", 1) > 1:
-                feed.append(f"{record['steps_per_execution']} steps per call")
-            for precision, rate in record["rates"].items():
-                ratio = _number(rate / best_torch) if best_torch else "—"
-                rows.append((record["framework"], ", ".join(feed) or "—", precision, f"{rate:,.0f}", ratio))
+        rows = [
+            (record["framework"], _gpu_input(record), precision, f"{rate:,.0f}",
+             *(_number(rate / base) if base else "—" for base in (reference, best_torch)))
+            for record in records
+            for precision, rate in record["rates"].items()
+        ]
         lines += [
             f"## GPU: Pix2Pix train step, batch 32, 256×256 ({device})", "",
-            f"From `{path.name}` (`benchmarks/gpu_pix2pix.py`, one lease of a lent GPU; `reports/gpu.md` "
-            "describes the run). Ratios are against the best PyTorch rate of the same lease.", "",
-            _markdown_table(("framework", "feed", "precision", "img/s", "/ PyTorch best"), rows), "",
+            f"From `{path.name}` (`benchmarks/gpu_pix2pix.py` on a lent GPU; `reports/gpu.md` describes the runs). "
+            "Rates are compared with the median PyTorch bf16 autocast rate in NCHW order and with the best "
+            "PyTorch rate of the same file.", "",
+            _markdown_table(("framework", "input", "precision", "img/s", "/ PyTorch bf16 autocast",
+                             "/ PyTorch best"), rows), "",
         ]
     return lines
 

@@ -143,20 +143,29 @@ def test_torch_side_counts_the_same_flops_and_runs():
     assert np.isfinite(step())
 
 
-def test_gpu_section_tabulates_each_lease_against_its_best_pytorch_rate(tmp_path):
+def test_gpu_section_compares_each_rate_with_pytorch_bf16_autocast_and_the_best_pytorch_rate(tmp_path):
     from keras_sar2opt.benchmark import gpu_section
 
     assert gpu_section(tmp_path) == []
     records = [
-        {"framework": "Keras 3 / JAX", "device": "cuda:0", "device_data": False, "steps_per_execution": 1,
+        {"framework": "Keras 3 / JAX", "device": "cuda:0", "device_data": True, "steps_per_execution": 1,
          "rates": {"float32": 700.0, "mixed_bfloat16": 1500.0}},
-        {"framework": "PyTorch eager", "device": "NVIDIA H100", "rates": {"float32": 750.0, "bf16 autocast": 1000.0}},
+        {"framework": "PyTorch eager", "device": "NVIDIA H100", "channels_last": False,
+         "rates": {"float32": 750.0, "bf16 autocast": 1000.0}},
+        {"framework": "PyTorch eager", "device": "NVIDIA H100", "rates": {"bf16 autocast": 960.0}},
+        {"framework": "Keras 3 / JAX", "device": "cuda:0", "device_data": False, "steps_per_execution": 4,
+         "rates": {"mixed_bfloat16": 1200.0}},
+        {"framework": "PyTorch eager", "device": "NVIDIA H100", "channels_last": True,
+         "rates": {"bf16 autocast": 1250.0}},
     ]
     (tmp_path / "gpu_pix2pix_h100.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     text = "\n".join(gpu_section(tmp_path))
     assert "## GPU: Pix2Pix train step, batch 32, 256×256 (NVIDIA H100)" in text
-    assert "| Keras 3 / JAX | host arrays | mixed_bfloat16 | 1,500 | 1.50 |" in text
-    assert "| PyTorch eager | — | float32 | 750 | 0.75 |" in text
+    # The reference is the median of the NCHW bf16 autocast rates (1000 and 960: 980); the best is 1250.
+    assert "| Keras 3 / JAX | batches on the GPU | mixed_bfloat16 | 1,500 | 1.53 | 1.20 |" in text
+    assert "| Keras 3 / JAX | host arrays, 4 steps per call | mixed_bfloat16 | 1,200 | 1.22 | 0.96 |" in text
+    assert "| PyTorch eager | NCHW | float32 | 750 | 0.77 | 0.60 |" in text
+    assert "| PyTorch eager | channels_last | bf16 autocast | 1,250 | 1.28 | 1.00 |" in text
 
 
 def test_out_under_a_file_is_refused_before_the_backend_loads(tmp_path, cli_error, monkeypatch):
