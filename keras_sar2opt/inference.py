@@ -29,6 +29,7 @@ from keras_sar2opt.data.io import (
     describe_options,
     linear_to_db,
     read_image,
+    resolve_sar_input,
     select_sar_band,
     to_channels,
     to_unit,
@@ -305,9 +306,7 @@ def strip_sar_options(overview, sar_options):
     options = dict(sar_options or {})
     band = {"band": options["band"]} if options.get("band") is not None else {}
     overview = select_sar_band(overview, options.get("band"))
-    kind = options.get("input", "auto")
-    if kind == "auto":
-        kind = "image" if overview.dtype.kind in "ui" else ("db" if overview.min() < 0 else "linear")
+    kind = resolve_sar_input(overview, options.get("input", "auto"))
     percentiles = options.get("percentiles")
     values = overview.astype(np.float32)
     if kind == "image":

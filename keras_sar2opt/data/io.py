@@ -312,6 +312,13 @@ def _image_to_unit(values, percentiles):
     return percentile_stretch(values, *DEFAULT_PERCENTILES)
 
 
+def resolve_sar_input(values, kind):
+    """`kind`, or for "auto" the kind `values` hold: "image" if integers, "db" if any is negative, else "linear"."""
+    if kind != "auto":
+        return kind
+    return "image" if values.dtype.kind in "ui" else ("db" if values.min() < 0 else "linear")
+
+
 def to_unit(array, sar_options=None, path=None):
     """Scale an image to float32 in [0, 1].
 
@@ -334,8 +341,7 @@ def to_unit(array, sar_options=None, path=None):
         return _image_to_unit(array, None)
     kind = check_sar_options(sar_options)
     array = select_sar_band(array, sar_options.get("band"), path)
-    if kind == "auto":
-        kind = "image" if array.dtype.kind in "ui" else ("db" if array.min() < 0 else "linear")
+    kind = resolve_sar_input(array, kind)
     if kind == "image":
         return _image_to_unit(array, sar_options.get("percentiles"))
     values = array.astype(np.float32)
