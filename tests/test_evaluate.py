@@ -19,7 +19,7 @@ from keras_sar2opt.data.io import read_image
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.evaluation import FID_SKIPPED, METRICS, evaluate
-from keras_sar2opt.reports.grids import GAP
+from keras_sar2opt.reports.grids import sample_grid
 
 SIZE = 32
 MEDIAN_GAMMA = [("median", {"window": 7}), ("gamma", {"gamma": 7.0, "convention": "power"})]
@@ -135,7 +135,8 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path, caplog):
     with caplog.at_level("WARNING"):  # an evaluation written again over an earlier one says so
         evaluate(model, data, tmp_path / "seeded", split="test", seed=5, progress=False)
     assert f"Replacing the evaluation in {tmp_path / 'seeded'}" in caplog.messages
-    assert read_image(tmp_path / "all" / "samples.png").shape[0] == 2 * SIZE + GAP
+    two_rows = sample_grid(*[np.zeros((2, SIZE, SIZE, 3), np.float32)] * 3)
+    assert read_image(tmp_path / "all" / "samples.png").shape[:2] == two_rows.shape[:2]
 
 
 def test_skipped_pairs_are_listed_and_left_out_of_the_split(data, model_path, tmp_path, capsys):

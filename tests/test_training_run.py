@@ -140,16 +140,21 @@ def test_entry_script_reports_a_bad_data_path_in_one_line(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == f"sar2opt train: error: {message}"
 
 
-def test_sample_grid_rows_are_sar_generated_target():
-    sar = np.full((2, 4, 4, 1), -1.0, np.float32)  # 1-channel SAR becomes grey
-    generated = np.zeros((2, 4, 4, 3), np.float32)
-    target = np.ones((2, 4, 4, 3), np.float32)
+def test_sample_grid_rows_are_sar_generated_target_under_their_labels():
+    sar = np.full((2, 32, 32, 1), -1.0, np.float32)  # 1-channel SAR becomes grey
+    generated = np.zeros((2, 32, 32, 3), np.float32)
+    target = np.ones((2, 32, 32, 3), np.float32)
     grid = sample_grid(sar, generated, target)
-    assert grid.shape == (2 * 4 + 2, 3 * 4 + 2 * 2, 3)
-    np.testing.assert_array_equal(grid[:4, :4], 0.0)
-    np.testing.assert_array_equal(grid[6:10, 6:10], 0.5)
-    np.testing.assert_array_equal(grid[:4, 12:16], 1.0)
-    np.testing.assert_array_equal(grid[4:6], 1.0)  # white gap between rows
+    top = grid.shape[0] - (2 * 32 + 2)  # the label band's height
+    assert grid.shape[1:] == (3 * 32 + 2 * 2, 3) and 6 <= top <= 24
+    for left in (0, 34, 68):  # each column's label is drawn in dark text on white
+        label = grid[:top, left : left + 32]
+        assert label.min() < 0.5 and np.mean(label == 1.0) > 0.5
+    tiles = grid[top:]
+    np.testing.assert_array_equal(tiles[:32, :32], 0.0)
+    np.testing.assert_array_equal(tiles[34:66, 34:66], 0.5)
+    np.testing.assert_array_equal(tiles[:32, 68:100], 1.0)
+    np.testing.assert_array_equal(tiles[32:34], 1.0)  # white gap between rows
 
 
 def test_curves_are_drawn_from_history_csv(tmp_path):
