@@ -13,7 +13,9 @@ stage reuses a finished run, so a rerun after a crash continues where it stopped
 scale a finished run keeps its last checkpoint only (a Pix2Pix one is 688 MB).
 """
 
+import contextlib
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -105,6 +107,25 @@ class _Stages:
         print(f"[{self.done}/{self.total}] {text} (elapsed {minutes:d}:{seconds:02d})", flush=True)
 
 
+class _RetracingWarnings(logging.Filter):
+    """Drops TensorFlow's warning that a tf.function was traced again: each stage builds or loads
+    its own model, whose functions are traced anew, as expected."""
+
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_retracing_warnings():
+    logger, quiet = logging.getLogger("tensorflow"), _RetracingWarnings()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+@_without_retracing_warnings()
 def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_target=None, precision="float32",
               verbose="auto"):
     """Run the study at `scale` ("quick", "full" or a Scale) and write its report into `out`
