@@ -103,7 +103,9 @@ def register(subparsers):
         "--clip-value", type=float, metavar="C", help=f"critic weight clip (wgan: {EXPERIMENTS['wgan'].clip_value:g})"
     )
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
+                        help="fit() verbosity: 0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, "
+                        "else 2)")
     add_sar_scaling_options(parser)
     add_optical_scaling_options(parser)
     finetune = parser.add_argument_group(f"fine-tuning ({', '.join(FINETUNE_EXPERIMENTS)}; report §4)")

@@ -530,6 +530,14 @@ def make_callbacks(out, store, sample_batch, *, sample_every, tensorboard, early
     return callbacks
 
 
+def _fit_verbosity(verbose):
+    """fit()'s `verbose`, with "auto" a progress bar on a terminal and one line per epoch otherwise:
+    a log file would get a line with ANSI colour codes at every update of the bar."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
 def _reading_data(function, *args, **kwargs):
     """function(*args, **kwargs), turning a data error raised inside tf.data (a file that went bad
     after the up-front scan) into the one-line Sar2OptError it carries."""
@@ -722,7 +730,7 @@ def train_experiment(
                 steps_per_epoch=steps,
                 callbacks=callbacks,
                 shuffle=False,  # the stream shuffles itself, seeded by position
-                verbose=verbose,
+                verbose=_fit_verbosity(verbose),
             )
             trained = next(c for c in callbacks if isinstance(c, HistoryCSV)).rows
             stopped = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch for c in callbacks)
