@@ -35,13 +35,6 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 SIZE = 256
 KERAS_PRECISIONS = ("float32", "mixed_bfloat16")
 TORCH_PRECISIONS = ("float32", "bf16 autocast")
-
-
-def log(*args):
-    """Progress on stderr: stdout carries the results' JSON alone."""
-    print(*args, file=sys.stderr, flush=True)
-
-
 PRECISION_CHOICES = {"float32": (0,), "bfloat16": (1,), "both": (0, 1)}  # indices into the two tuples above
 # Kernel kinds by name fragments, first match wins: cuDNN names its convolution kernels by pass.
 KERNEL_KINDS = (
@@ -57,7 +50,13 @@ KERNEL_KINDS = (
 )
 
 
+def log(*args):
+    """Progress on stderr: stdout carries the results' JSON alone."""
+    print(*args, file=sys.stderr, flush=True)
+
+
 def kernel_kind(name):
+    """The KERNEL_KINDS kind of a GPU kernel's name, or "other"."""
     lowered = name.lower()
     return next((kind for kind, marks in KERNEL_KINDS if any(mark in lowered for mark in marks)), "other")
 
