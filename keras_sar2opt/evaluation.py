@@ -19,6 +19,7 @@ from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.reports import files
 from keras_sar2opt.reports.datasets import describe_dataset
 from keras_sar2opt.reports.paper import EVALUATION_FIGURES
+from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def summary_markdown(summary):
         f"# Evaluation of `{model_label(summary['model'])}`",
         "",
         f"- Dataset: {summary['dataset']['label']}",
-        f"- Split: {summary['split']} ({summary['pairs']} pairs)"
+        f"- Split: {summary['split']} ({counted(summary['pairs'], 'pair')})"
         + (f" of {summary['split_source']}" if summary.get("split_source") else "")
         + (f"; {summary['skipped']} bad pairs of the dataset left out (`{SKIPPED}`)" if summary.get("skipped") else ""),
         f"- SAR preprocessing: {describe_steps(summary['preprocessing'])}",

@@ -17,6 +17,7 @@ from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, DEFAULT_PRETRAIN_EPOCHS, get_experiment
 from keras_sar2opt.inference import CHECKPOINT_EXTENSIONS, load_keras_model
 from keras_sar2opt.reports import files, paper
+from keras_sar2opt.text import counted
 
 PRETRAIN_EXPERIMENT = "pix2pix"
 SOURCE_PRESET = "sentinel"  # the pre-training domain (§3: Sentinel-1/2); fine-tuning data defaults to qxslab
@@ -382,7 +383,8 @@ def finetune(
                "sar_options": options.get("sar_options"), "optical_options": options.get("optical_options")}
     result = measure_held_out(out, start, source, measure)
     print(
-        f"Held-out L1 on the {HELD_OUT_SPLIT} split ({result['pairs']} pairs): {result['l1_before']:.4f} before "
+        f"Held-out L1 on the {HELD_OUT_SPLIT} split ({counted(result['pairs'], 'pair')}): "
+        f"{result['l1_before']:.4f} before "
         f"fine-tuning, {result['l1_after']:.4f} after"
     )
     return out

@@ -22,6 +22,7 @@ from pathlib import Path
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, get_experiment
 from keras_sar2opt.reports import files
+from keras_sar2opt.text import counted
 
 SOURCE_PRESET = "sentinel"
 GAN_EXPERIMENTS = ("scratch", "patchgan", "wgan")
@@ -57,12 +58,16 @@ class Scale:
             return getattr(get_experiment(experiment), field) if value is None else value
 
         gan = GAN_EXPERIMENTS[0]
-        steps = "" if self.pix2pix_steps is None else f" x {self.pix2pix_steps} steps"
+        steps = "" if self.pix2pix_steps is None else f" x {counted(self.pix2pix_steps, 'step')}"
+        gan_epochs, pix2pix_epochs, finetune_epochs = (
+            counted(own(value, experiment, "epochs"), "epoch")
+            for value, experiment in ((self.gan_epochs, gan), (self.pix2pix_epochs, "pix2pix"),
+                                      (self.finetune_epochs, "finetune-full"))
+        )
         return (
             f"GANs {own(self.gan_image_size, gan, 'image_size')} px, {self.gan_pairs} synthetic pairs, "
-            f"{own(self.gan_epochs, gan, 'epochs')} epochs; Pix2Pix {get_experiment('pix2pix').image_size} px, "
-            f"{self.pix2pix_pairs} synthetic pairs per domain, {own(self.pix2pix_epochs, 'pix2pix', 'epochs')} "
-            f"epochs{steps}; fine-tuning {own(self.finetune_epochs, 'finetune-full', 'epochs')} epochs, "
+            f"{gan_epochs}; Pix2Pix {get_experiment('pix2pix').image_size} px, "
+            f"{self.pix2pix_pairs} synthetic pairs per domain, {pix2pix_epochs}{steps}; fine-tuning {finetune_epochs}, "
             f"LoRA {own(self.lora_epochs, 'finetune-lora', 'epochs')}"
         )
 

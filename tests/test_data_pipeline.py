@@ -6,6 +6,7 @@ import pytest
 
 from keras_sar2opt.data import Pair, find_pairs, make_dataset
 from keras_sar2opt.data.loading import load_pair
+from keras_sar2opt.data.pipeline import training_batches
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
 
@@ -104,6 +105,8 @@ def test_bad_options_fail_before_tf_data(pairs):
         make_dataset(pairs, 0, 4, training=True)
     with pytest.raises(Sar2OptError, match="one full batch of 16 pairs, received 12 pairs"):
         make_dataset(pairs, 32, 16, training=True)
+    with pytest.raises(Sar2OptError, match="one full batch of 2 pairs, received 1 pair$"):
+        training_batches(pairs[:1], 32, 2)
     assert len(batches(make_dataset(pairs, 32, 16, training=False))) == 1
 
 

@@ -49,3 +49,5 @@ def test_augmentation_moves_a_marked_pixel_identically():
 def test_too_few_pairs_for_a_training_batch_is_one_clear_error(pairs):
     with pytest.raises(Sar2OptError, match="full batch of 32"):
         PairBatches(pairs, 32, 32, training=True)
+    with pytest.raises(Sar2OptError, match="full batch of 2 pairs, received 1 pair$"):
+        PairBatches(pairs[:1], 32, 2, training=True)

@@ -10,6 +10,7 @@ from keras_sar2opt.commands.options import (
 )
 from keras_sar2opt.evaluation import SAMPLE_ROWS, SPLITS
 from keras_sar2opt.reports.paper import EVALUATION_FIGURES
+from keras_sar2opt.text import counted
 
 
 def register(subparsers):
@@ -72,5 +73,5 @@ def run(args):
         f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items()
     )
     skipped = f"; {summary['skipped']} bad pairs of the dataset left out" if summary["skipped"] else ""
-    print(f"evaluated {summary['pairs']} pairs ({args.split} split{skipped}) into {args.output}: {values}")
+    print(f"evaluated {counted(summary['pairs'], 'pair')} ({args.split} split{skipped}) into {args.output}: {values}")
     return 0

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from keras_sar2opt.data.io import IMAGE_EXTENSIONS, check_optical_bands, check_sar_band, inspect_image
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.reports.files import atomic_path
+from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class PairSet:
     def describe(self):
         """One line saying which layout was found and what was kept, skipped and ignored."""
         how = "detected" if self.detected else "given"
-        text = f"{LAYOUTS[self.layout].title} layout ({how}) at {self.root}: {len(self.pairs)} pairs"
+        text = f"{LAYOUTS[self.layout].title} layout ({how}) at {self.root}: {counted(len(self.pairs), 'pair')}"
         if self.split is not None:
             text += " with split.json (" + ", ".join(f"{len(v)} {k}" for k, v in self.split.items()) + ")"
         if self.skipped:

@@ -17,6 +17,7 @@ from keras_sar2opt.data.io import (
 )
 from keras_sar2opt.data.preprocess import apply_preprocessing, check_preprocessing
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
 # Integer optical images whose 99th percentile is below this fraction of their type's maximum come
@@ -59,8 +60,9 @@ def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channe
 
 
 def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels,
-                          optical_options=None):
-    """Raise Sar2OptError, naming the option, for settings a dataset cannot be built with."""
+                          optical_options=None, full_batch=False):
+    """Raise Sar2OptError, naming the option, for settings a dataset cannot be built with;
+    full_batch: the dataset drops partial batches, so it needs `batch_size` pairs at least."""
     if not pairs:
         raise Sar2OptError("Expected at least one pair for the dataset, received none")
     if not isinstance(image_size, (int, np.integer)) or image_size < 8:
@@ -71,6 +73,10 @@ def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocess
         raise Sar2OptError(f"Expected 1 or 3 SAR channels, received {sar_channels!r}")
     # Bad options fail here, with their own message, rather than inside tf.data.
     check_reading_options(sar_options, optical_options, preprocessing)
+    if full_batch and len(pairs) < batch_size:
+        raise Sar2OptError(
+            f"Expected at least one full batch of {batch_size} pairs, received {counted(len(pairs), 'pair')}"
+        )
 
 
 def check_reading_options(sar_options=None, optical_options=None, preprocessing=None):

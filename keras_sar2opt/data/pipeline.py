@@ -6,7 +6,6 @@ import tensorflow as tf
 
 from keras_sar2opt.data.layouts import Pair, PairSet
 from keras_sar2opt.data.loading import check_dataset_options, load_pair
-from keras_sar2opt.errors import Sar2OptError
 
 # Decoded pairs held in the shuffle buffer after a cache (the cache itself is in a random order).
 CACHED_SHUFFLE_BUFFER = 64
@@ -54,11 +53,10 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
     `keras_sar2opt.data.pydataset` is the same pipeline without TensorFlow.
     """
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
-    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options)
     augment = training if augment is None else augment
     drop_remainder = training if drop_remainder is None else drop_remainder
-    if drop_remainder and len(pairs) < batch_size:
-        raise Sar2OptError(f"Expected at least one full batch of {batch_size} pairs, received {len(pairs)} pairs")
+    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options,
+                          full_batch=drop_remainder)
 
     load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_options)
     dataset = tf.data.Dataset.from_tensor_slices(([str(p.sar) for p in pairs], [str(p.optical) for p in pairs]))
@@ -88,10 +86,9 @@ def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, fir
     `first_batch` skips file names, not decoded images. Other arguments as in `make_dataset`.
     """
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
-    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options)
+    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options,
+                          full_batch=True)
     per_pass = len(pairs) // batch_size
-    if per_pass < 1:
-        raise Sar2OptError(f"Expected at least one full batch of {batch_size} pairs, received {len(pairs)} pairs")
     used = per_pass * batch_size
     first_pass, skipped_batches = divmod(int(first_batch), per_pass)
 

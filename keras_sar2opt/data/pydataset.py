@@ -12,7 +12,6 @@ import numpy as np
 
 from keras_sar2opt.data.layouts import PairSet
 from keras_sar2opt.data.loading import check_dataset_options, load_pair
-from keras_sar2opt.errors import Sar2OptError
 
 
 def augment_arrays(sar, optical, choice):
@@ -33,16 +32,13 @@ class PairBatches(keras.utils.PyDataset):
                  workers=2):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
-        check_dataset_options(
-            self.pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options
-        )
         self.training = training
         self.augment = training if augment is None else augment
         drop_remainder = training if drop_remainder is None else drop_remainder
-        if drop_remainder and len(self.pairs) < batch_size:
-            raise Sar2OptError(
-                f"Expected at least one full batch of {batch_size} pairs, received {len(self.pairs)} pairs"
-            )
+        check_dataset_options(
+            self.pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options,
+            full_batch=drop_remainder,
+        )
         rounding = math.floor if drop_remainder else math.ceil
         self.batches = rounding(len(self.pairs) / batch_size)
         self.batch_size = batch_size

@@ -20,6 +20,7 @@ from keras_sar2opt.evaluation import METRICS, model_label, read_summary
 from keras_sar2opt.reports import files, paper
 from keras_sar2opt.reports.datasets import describe_dataset
 from keras_sar2opt.reports.plots import ACCURACY_PANELS, LOSS_PANELS, plot_curves, read_history
+from keras_sar2opt.text import counted
 
 REPORT_NAME = "report.md"
 FIGURES_DIR = "figures"
@@ -53,7 +54,7 @@ class Run:
 
     def describe(self):
         """One line naming the run, its length and the dataset it was measured on."""
-        return f"run `{self.path}` ({self.experiment}, {self.epochs} epochs) on {self.dataset['label']}"
+        return f"run `{self.path}` ({self.experiment}, {counted(self.epochs, 'epoch')}) on {self.dataset['label']}"
 
 
 @dataclass
@@ -68,8 +69,9 @@ class Evaluation:
     def describe(self):
         summary = self.summary
         return (
-            f"`{model_label(summary['model'])}` on the {summary['split']} split ({summary['pairs']} pairs) of "
-            f"{summary['dataset']['label']}, SAR preprocessing: {describe_steps(summary['preprocessing'])}"
+            f"`{model_label(summary['model'])}` on the {summary['split']} split "
+            f"({counted(summary['pairs'], 'pair')}) of {summary['dataset']['label']}, "
+            f"SAR preprocessing: {describe_steps(summary['preprocessing'])}"
         )
 
     def role_mismatch(self, role):

@@ -29,6 +29,7 @@ from pathlib import Path
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, PRECISIONS, STRATEGIES, get_experiment
 from keras_sar2opt.reports import files
+from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
 
@@ -736,7 +737,7 @@ def train_experiment(
             stopped = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch for c in callbacks)
             store.mark_finished(len(trained), stopped_early=stopped)
         else:
-            logger.warning(f"{out} holds a finished run of {done} epochs: nothing to train")
+            logger.warning(f"{out} holds a finished run of {counted(done, 'epoch')}: nothing to train")
         (export or save_generator)(model.generator, out)
     plot_run_curves(read_history(out / "history.csv"), out, title=f"{config.name} ({config.section})")
     return out
