@@ -41,6 +41,7 @@ from keras_sar2opt.data.layouts import dataset_sar_files
 from keras_sar2opt.data.preprocess import apply_preprocessing, describe_steps
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.reports import files
+from keras_sar2opt.reports.grids import label_band
 
 logger = logging.getLogger(__name__)
 
@@ -608,7 +609,8 @@ class _Preview:
         inputs = to_channels(np.concatenate(self.inputs), 3)
         outputs = to_channels(np.concatenate(self.outputs), 3)
         gap = np.ones((inputs.shape[0], GRID_GAP, 3), np.float32)
-        return write_png(path, np.concatenate([inputs, gap, outputs], axis=1))
+        band = label_band(inputs.shape[1], ("SAR", "Generated"), gap=GRID_GAP)
+        return write_png(path, np.concatenate([band, np.concatenate([inputs, gap, outputs], axis=1)]))
 
 
 def translate_file(
@@ -623,8 +625,8 @@ def translate_file(
     (None: detected from the values, as training does). `downsample` K > 1 averages K x K pixels
     after preprocessing (see `_Downsampled`), for a model trained on tiles resized by 1/K; the
     output has the reduced size, its GeoTIFF transform K times the pixel size. `grid=True` also
-    writes `<dst stem>_grid.png`: the preprocessed input beside the translation. Outputs hold 8-bit
-    values, or with `output_range` values mapped back to it (see `OutputEncoding`). A GeoTIFF
+    writes `<dst stem>_grid.png`: the preprocessed input beside the translation, under their labels.
+    Outputs hold 8-bit values, or with `output_range` values mapped back to it (see `OutputEncoding`). A GeoTIFF
     records how it was made in SAR2OPT_* metadata tags (`model_source`: the model's file, else the
     model's name). Returns the output path.
     """

@@ -9,18 +9,19 @@ GAP = 2  # white pixels between tiles
 COLUMN_LABELS = ("SAR", "Generated", "Target")
 
 
-def _label_band(width, labels):
-    """A white band with each label in black centred over its column of `width` pixels; float (h, w, 3)."""
+def label_band(width, labels, gap=GAP):
+    """A white band with each label in black centred over its column of `width` pixels, the columns
+    `gap` pixels apart; float (h, w, 3) in [0, 1]."""
     size = max(8, min(24, width // 8))
     font = ImageFont.load_default(size)
     while size > 6 and max(font.getlength(label) for label in labels) > width - 2:  # narrow tiles: smaller text
         size -= 1
         font = ImageFont.load_default(size)
     height = size * 3 // 2
-    band = Image.new("L", (len(labels) * (width + GAP) - GAP, height), 255)
+    band = Image.new("L", (len(labels) * (width + gap) - gap, height), 255)
     draw = ImageDraw.Draw(band)
     for column, label in enumerate(labels):
-        draw.text((column * (width + GAP) + width / 2, height / 2), label, fill=0, font=font, anchor="mm")
+        draw.text((column * (width + gap) + width / 2, height / 2), label, fill=0, font=font, anchor="mm")
     return np.repeat(np.asarray(band, np.float32)[..., None] / 255.0, 3, axis=-1)
 
 
@@ -39,7 +40,7 @@ def sample_grid(sar, generated, target):
         for column, images in enumerate(columns):
             top, left = row * (height + GAP), column * (width + GAP)
             tiles[top : top + height, left : left + width] = (np.clip(images[row], -1.0, 1.0) + 1.0) / 2.0
-    return np.concatenate([_label_band(width, COLUMN_LABELS), tiles])
+    return np.concatenate([label_band(width, COLUMN_LABELS), tiles])
 
 
 def write_sample_grid(path, sar, generated, target):
