@@ -384,7 +384,6 @@ def finetune(
     result = measure_held_out(out, start, source, measure)
     print(
         f"Held-out L1 on the {HELD_OUT_SPLIT} split ({counted(result['pairs'], 'pair')}): "
-        f"{result['l1_before']:.4f} before "
-        f"fine-tuning, {result['l1_after']:.4f} after"
+        f"{result['l1_before']:.4f} before fine-tuning, {result['l1_after']:.4f} after"
     )
     return out

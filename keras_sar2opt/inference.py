@@ -172,7 +172,9 @@ def load_keras_model(path, option=None):
 
     expected = f"{option} to be a loadable .keras model" if option else "a loadable .keras model"
     if not zipfile.is_zipfile(path):  # Keras says "File not found" of these
-        raise Sar2OptError(f"Expected {expected}, received {path} (not a .keras zip archive: cut short, or another format)")
+        raise Sar2OptError(
+            f"Expected {expected}, received {path} (not a .keras zip archive: cut short, or another format)"
+        )
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad archive
@@ -626,9 +628,9 @@ def translate_file(
     after preprocessing (see `_Downsampled`), for a model trained on tiles resized by 1/K; the
     output has the reduced size, its GeoTIFF transform K times the pixel size. `grid=True` also
     writes `<dst stem>_grid.png`: the preprocessed input beside the translation, under their labels.
-    Outputs hold 8-bit values, or with `output_range` values mapped back to it (see `OutputEncoding`). A GeoTIFF
-    records how it was made in SAR2OPT_* metadata tags (`model_source`: the model's file, else the
-    model's name). Returns the output path.
+    Outputs hold 8-bit values, or with `output_range` values mapped back to it (see `OutputEncoding`).
+    A GeoTIFF records how it was made in SAR2OPT_* metadata tags (`model_source`: the model's file,
+    else the model's name). Returns the output path.
     """
     import rasterio
 
