@@ -78,8 +78,10 @@ def kernel_summary(kernels, steps, wall_s, top=20):
 
 
 def print_summary(label, summary):
-    log(f"{label}: wall {summary['wall_ms_per_step']} ms/step, GPU kernels {summary['kernel_ms_per_step']} ms/step"
-        f" in {summary['launches_per_step']} launches")
+    log(
+        f"{label}: wall {summary['wall_ms_per_step']} ms/step, GPU kernels {summary['kernel_ms_per_step']} ms/step"
+        f" in {summary['launches_per_step']} launches"
+    )
     for kind, ms in summary["kinds_ms_per_step"].items():
         log(f"  {kind:<14} {ms:9.3f} ms")
     for name, ms in summary["top_kernels_ms_per_step"]:
@@ -99,12 +101,16 @@ def jax_kernel_times(run):
             trace = json.load(file)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     processes = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
-    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
-               if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    threads = {
+        (e["pid"], e["tid"]): e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "thread_name"
+    }
     # A GPU's trace holds one line per stream (its kernels) and lines derived from them (modules, HLO ops).
     derived = ("xla modules", "xla ops", "name scope", "source", "steps")
-    lines = {key: name for key, name in threads.items()
-             if "GPU" in processes.get(key[0], "") and not any(mark in name.lower() for mark in derived)}
+    lines = {
+        key: name
+        for key, name in threads.items()
+        if "GPU" in processes.get(key[0], "") and not any(mark in name.lower() for mark in derived)
+    }
     log("GPU kernel lines traced:", sorted(set(lines.values())))
     kernels = collections.defaultdict(lambda: [0, 0])
     for e in events:
@@ -175,9 +181,14 @@ def keras_rates(batch, steps, repeats, precisions=(0, 1), profile=0, device_data
             print_summary(f"keras/jax {precision}", profiles[precision])
         del model
         keras.backend.clear_session()
-    return {"framework": f"Keras {keras.__version__} / JAX {jax.__version__}", "device": str(jax.devices()[0]),
-            "device_data": device_data, "steps_per_execution": steps_per_execution, "rates": rates,
-            "profiles": profiles}
+    return {
+        "framework": f"Keras {keras.__version__} / JAX {jax.__version__}",
+        "device": str(jax.devices()[0]),
+        "device_data": device_data,
+        "steps_per_execution": steps_per_execution,
+        "rates": rates,
+        "profiles": profiles,
+    }
 
 
 def torch_rates(batch, steps, repeats, precisions=(0, 1), profile=0, channels_last=False, **_):
@@ -210,7 +221,8 @@ def torch_rates(batch, steps, repeats, precisions=(0, 1), profile=0, channels_la
         optical = torch.rand(batch, 3, SIZE, SIZE, device=device) * 2 - 1
         if channels_last:
             generator, discriminator, sar, optical = (
-                tensor.to(memory_format=torch.channels_last) for tensor in (generator, discriminator, sar, optical))
+                tensor.to(memory_format=torch.channels_last) for tensor in (generator, discriminator, sar, optical)
+            )
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision != "float32")
 
         def step():
@@ -225,7 +237,9 @@ def torch_rates(batch, steps, repeats, precisions=(0, 1), profile=0, channels_la
             discriminator.requires_grad_(False)
             with autocast:
                 fake = discriminator(torch.cat([sar, generated], 1)).float()
-                g_loss = bce(fake, torch.ones_like(fake)) + PIX2PIX.l1_weight * (generated.float() - optical).abs().mean()
+                g_loss = (
+                    bce(fake, torch.ones_like(fake)) + PIX2PIX.l1_weight * (generated.float() - optical).abs().mean()
+                )
             g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
             g_opt.step()
@@ -245,18 +259,27 @@ def torch_rates(batch, steps, repeats, precisions=(0, 1), profile=0, channels_la
         log(f"torch {precision}: {rates[precision]:.1f} img/s")
         if profile:
             start = time.perf_counter()
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                                    torch.profiler.ProfilerActivity.CUDA]) as trace:
+            with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            ) as trace:
                 for _ in range(profile):
                     step()
                 synchronize()
             wall_s = time.perf_counter() - start
-            kernels = {event.key: [event.self_device_time_total, event.count] for event in trace.key_averages()
-                       if event.device_type == DeviceType.CUDA}
+            kernels = {
+                event.key: [event.self_device_time_total, event.count]
+                for event in trace.key_averages()
+                if event.device_type == DeviceType.CUDA
+            }
             profiles[precision] = kernel_summary(kernels, profile, wall_s)
             print_summary(f"torch {precision}", profiles[precision])
-    return {"framework": f"PyTorch {torch.__version__} eager", "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "channels_last": channels_last, "rates": rates, "profiles": profiles}
+    return {
+        "framework": f"PyTorch {torch.__version__} eager",
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "channels_last": channels_last,
+        "rates": rates,
+        "profiles": profiles,
+    }
 
 
 RUNNERS = {"keras": keras_rates, "torch": torch_rates}
@@ -268,29 +291,68 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="train steps per timed block")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device-data", action="store_true",
-                        help="Keras: fit reads batches already on the GPU (PyTorch's loop always does)")
+    parser.add_argument(
+        "--device-data",
+        action="store_true",
+        help="Keras: fit reads batches already on the GPU (PyTorch's loop always does)",
+    )
     parser.add_argument("--steps-per-execution", type=int, default=1, help="Keras: train steps per jitted call")
     parser.add_argument("--channels-last", action="store_true", help="PyTorch: NHWC memory order (default NCHW)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="both",
-                        help="float32, bfloat16 (Keras mixed_bfloat16, PyTorch bf16 autocast) or both")
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="after timing, trace N steps and print the GPU time per kernel (0: no trace)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="both",
+        help="float32, bfloat16 (Keras mixed_bfloat16, PyTorch bf16 autocast) or both",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after timing, trace N steps and print the GPU time per kernel (0: no trace)",
+    )
     parser.add_argument("--out", type=Path, help="JSON file for the results ('all' only)")
     args = parser.parse_args(argv)
     if args.framework != "all":
-        print(json.dumps(RUNNERS[args.framework](
-            args.batch, args.steps, args.repeats, precisions=PRECISION_CHOICES[args.precision], profile=args.profile,
-            device_data=args.device_data, steps_per_execution=args.steps_per_execution,
-            channels_last=args.channels_last)))
+        print(
+            json.dumps(
+                RUNNERS[args.framework](
+                    args.batch,
+                    args.steps,
+                    args.repeats,
+                    precisions=PRECISION_CHOICES[args.precision],
+                    profile=args.profile,
+                    device_data=args.device_data,
+                    steps_per_execution=args.steps_per_execution,
+                    channels_last=args.channels_last,
+                )
+            )
+        )
         return 0
     results = {}
     for framework in RUNNERS:
-        command = [sys.executable, __file__, framework, "--batch", str(args.batch), "--steps", str(args.steps),
-                   "--repeats", str(args.repeats), "--steps-per-execution", str(args.steps_per_execution),
-                   "--precision", args.precision, "--profile", str(args.profile)]
-        command += [flag for flag, given in (("--device-data", args.device_data),
-                                             ("--channels-last", args.channels_last)) if given]
+        command = [
+            sys.executable,
+            __file__,
+            framework,
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--repeats",
+            str(args.repeats),
+            "--steps-per-execution",
+            str(args.steps_per_execution),
+            "--precision",
+            args.precision,
+            "--profile",
+            str(args.profile),
+        ]
+        command += [
+            flag
+            for flag, given in (("--device-data", args.device_data), ("--channels-last", args.channels_last))
+            if given
+        ]
         output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[framework] = json.loads(output.strip().splitlines()[-1])
     if "mixed_bfloat16" in results["keras"]["rates"]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.hardware import BF16_FLAGS, cpu_info, native_bf16
 
 BACKENDS = ("tensorflow", "jax")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -48,7 +49,6 @@ DISK, CONSTANT, MEMORY = "disk (make_dataset)", "constant batch", "in memory"
 INFERENCE_METHODS = {"tensorflow": ("tf.function", "predict_on_batch"), "jax": ("predict_on_batch",)}
 
 # CPU flags of native bfloat16 arithmetic; without them bfloat16 is emulated in float32 units.
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 TORCH_EMULATED_BF16_MATMUL = 512  # matrix size of PyTorch's bfloat16 ceiling without native bfloat16
 # On a shared machine: a timed block during which other processes used less than this many cores
 # counts as quiet; medians are over quiet blocks where there are any.
@@ -80,7 +80,12 @@ class Settings:
         """A few minutes: no XLA variant, inference at batch 1 and 4, single-call blocks."""
         settings = dict(
             workloads=tuple(name for name in WORKLOADS if name != "pix2pix-train-xla"),
-            inference_batches=(1, 4), pairs=16, steps=1, repeats=2, budget=20.0, quiet_wait=60.0,
+            inference_batches=(1, 4),
+            pairs=16,
+            steps=1,
+            repeats=2,
+            budget=20.0,
+            quiet_wait=60.0,
             matmul_size=1024,
         )
         settings.update(overrides)
@@ -147,24 +152,6 @@ class Results:
 # Runtime
 
 
-def _cpu_info():
-    model, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    return model, flags
-
-
-def native_bf16():
-    """Whether this CPU has bfloat16 matrix instructions (AVX-512 BF16 or AMX); without them
-    TensorFlow emulates bfloat16 many times slower than float32."""
-    return bool(_cpu_info()[1] & set(BF16_FLAGS))
-
-
 def configure(backend="tensorflow", threads=None):
     """Set the Keras backend, TensorFlow's oneDNN kernels and the thread pools; returns their settings.
 
@@ -197,7 +184,7 @@ def configure(backend="tensorflow", threads=None):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras
 
-    cpu, flags = _cpu_info()
+    cpu, flags = cpu_info()
     runtime = {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -260,15 +247,21 @@ def forward_macs(model):
     for layer in _leaf_layers(model):
         if isinstance(layer, keras.layers.Conv2DTranspose):
             shape, data_format = layer.input.shape, layer.data_format
-            total += math.prod(_spatial(shape, data_format)) * math.prod(layer.kernel_size) * _channels(
-                shape, data_format
-            ) * layer.filters
+            total += (
+                math.prod(_spatial(shape, data_format))
+                * math.prod(layer.kernel_size)
+                * _channels(shape, data_format)
+                * layer.filters
+            )
         elif isinstance(layer, keras.layers.Conv2D):
             data_format = layer.data_format
             c_in = _channels(layer.input.shape, data_format)
-            total += math.prod(_spatial(layer.output.shape, data_format)) * math.prod(layer.kernel_size) * (
-                c_in // layer.groups
-            ) * layer.filters
+            total += (
+                math.prod(_spatial(layer.output.shape, data_format))
+                * math.prod(layer.kernel_size)
+                * (c_in // layer.groups)
+                * layer.filters
+            )
         elif isinstance(layer, keras.layers.Dense):
             shape = layer.input.shape
             total += math.prod(shape[1:-1]) * shape[-1] * layer.units
@@ -341,8 +334,12 @@ def summarise(rates, others, calls, cpu=None):
     used = quiet or list(range(len(rates)))
     cpu = cpu or [math.nan] * len(rates)
     return Timing(
-        statistics.median(rates[i] for i in used), calls, _mean(others[i] for i in used), len(quiet),
-        len(rates), _mean(cpu[i] for i in used),
+        statistics.median(rates[i] for i in used),
+        calls,
+        _mean(others[i] for i in used),
+        len(quiet),
+        len(rates),
+        _mean(cpu[i] for i in used),
     )
 
 
@@ -583,8 +580,12 @@ class _Run:
             from keras_sar2opt.data.synthetic import write_synthetic
 
             root = write_synthetic(
-                self.workdir / "synthetic", "qxslab", self.settings.pairs, "qxslab",
-                size=self.settings.pix2pix_size, progress=False,
+                self.workdir / "synthetic",
+                "qxslab",
+                self.settings.pairs,
+                "qxslab",
+                size=self.settings.pix2pix_size,
+                progress=False,
             )
             self._pairs = find_pairs(root).pairs
         return self._pairs
@@ -593,7 +594,11 @@ class _Run:
         from keras_sar2opt.data import make_dataset
 
         return make_dataset(
-            self.pairs(), config.image_size, config.batch_size, training=True, seed=config.seed,
+            self.pairs(),
+            config.image_size,
+            config.batch_size,
+            training=True,
+            seed=config.seed,
             augment=config.augment,
         ).repeat()
 
@@ -605,7 +610,8 @@ class _Run:
     def estimated_call_seconds(self, framework, workload, precision, batch):
         """A call's duration predicted from the largest smaller batch measured, or None."""
         measured = [
-            (b, timing) for (f, w, p, b), timing in self.measured.items()
+            (b, timing)
+            for (f, w, p, b), timing in self.measured.items()
             if (f, w, p) == (framework, workload, precision) and b < batch
         ]
         if not measured:
@@ -661,9 +667,7 @@ def _measurements(run):
 
                 dataset = tf.data.Dataset.from_tensors(next(iter(dataset))).repeat()
             timing, flops = keras_train(config, precision, dataset, settings, jit_compile=jit_compile)
-            results.rows.append(
-                Row(workload, feed, config.batch_size, precision, flops, keras=timing)
-            )
+            results.rows.append(Row(workload, feed, config.batch_size, precision, flops, keras=timing))
 
         return task
 
@@ -799,7 +803,7 @@ def run_benchmark(settings, runtime, progress=True, after_each=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# Targets (issue 6) and the report
+# Targets and the report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -837,7 +841,10 @@ def target_values(results):
     ceiling = _ceiling(results, "float32")
     f32_flops = train["float32"].flops_per_image if train["float32"] is not None else math.nan
     return [
-        (Target(f"train step b{train_b}: Keras float32 / PyTorch float32", 1.2), rate(train["float32"]) / torch_train_f32),
+        (
+            Target(f"train step b{train_b}: Keras float32 / PyTorch float32", 1.2),
+            rate(train["float32"]) / torch_train_f32,
+        ),
         (
             Target(f"train step b{train_b}: Keras mixed_bfloat16 / PyTorch float32", 2.0),
             rate(train["mixed_bfloat16"]) / torch_train_f32,
@@ -847,7 +854,10 @@ def target_values(results):
             rate(train["mixed_bfloat16"]) / torch_train_bf16,
         ),
         (Target("inference b4: Keras float32 / PyTorch float32", 1.35), rate(infer["float32"]) / torch_infer_f32),
-        (Target("inference b4: Keras mixed_bfloat16 / PyTorch float32", 2.3), rate(infer["mixed_bfloat16"]) / torch_infer_f32),
+        (
+            Target("inference b4: Keras mixed_bfloat16 / PyTorch float32", 2.3),
+            rate(infer["mixed_bfloat16"]) / torch_infer_f32,
+        ),
         (
             Target(f"train step b{train_b} float32: fraction of the float32 matmul ceiling", 0.55),
             rate(train["float32"]) * f32_flops / 1e9 / ceiling,
@@ -875,8 +885,17 @@ def _markdown_table(header, rows):
 
 
 TABLE_COLUMNS = (
-    "workload", "feed", "batch", "precision", "Keras img/s", "PyTorch img/s", "Keras/PyTorch",
-    "GFLOP/img", "Keras GFLOP/s", "of matmul ceiling", "timed calls (Keras; PyTorch)",
+    "workload",
+    "feed",
+    "batch",
+    "precision",
+    "Keras img/s",
+    "PyTorch img/s",
+    "Keras/PyTorch",
+    "GFLOP/img",
+    "Keras GFLOP/s",
+    "of matmul ceiling",
+    "timed calls (Keras; PyTorch)",
     "other processes, cores (Keras; PyTorch)",
 )
 
@@ -900,12 +919,22 @@ def table_rows(results):
         ceiling = _ceiling(results, MATMUL_DTYPES[row.precision])
         calls = f"{_calls(row.keras)}; {_calls(row.torch)}"
         others = "; ".join(_number(timing.others) if timing else "—" for timing in (row.keras, row.torch))
-        rows.append([
-            row.workload, row.feed, row.batch,
-            row.precision if row.torch is None else f"{row.precision} / {TORCH_PRECISIONS[row.precision]}",
-            _number(keras_rate, 3), _number(torch_rate, 3), _number(row.ratio), f"{row.flops_per_image / 1e9:.4g}",
-            _number(achieved, 1), f"{_number(100 * achieved / ceiling, 0)}%", calls, others,
-        ])
+        rows.append(
+            [
+                row.workload,
+                row.feed,
+                row.batch,
+                row.precision if row.torch is None else f"{row.precision} / {TORCH_PRECISIONS[row.precision]}",
+                _number(keras_rate, 3),
+                _number(torch_rate, 3),
+                _number(row.ratio),
+                f"{row.flops_per_image / 1e9:.4g}",
+                _number(achieved, 1),
+                f"{_number(100 * achieved / ceiling, 0)}%",
+                calls,
+                others,
+            ]
+        )
     return rows
 
 
@@ -933,23 +962,35 @@ def gpu_section(folder):
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         torch_records = [r for r in records if r["framework"].startswith("PyTorch")]
         best_torch = max((rate for r in torch_records for rate in r["rates"].values()), default=None)
-        reference = [r["rates"]["bf16 autocast"] for r in torch_records
-                     if not r.get("channels_last") and "bf16 autocast" in r["rates"]]
+        reference = [
+            r["rates"]["bf16 autocast"]
+            for r in torch_records
+            if not r.get("channels_last") and "bf16 autocast" in r["rates"]
+        ]
         reference = statistics.median(reference) if reference else None
         device = next((r["device"] for r in records if not r["device"].startswith("cuda")), records[0]["device"])
         rows = [
-            (record["framework"], _gpu_input(record), precision, f"{rate:,.0f}",
-             *(_number(rate / base) if base else "—" for base in (reference, best_torch)))
+            (
+                record["framework"],
+                _gpu_input(record),
+                precision,
+                f"{rate:,.0f}",
+                *(_number(rate / base) if base else "—" for base in (reference, best_torch)),
+            )
             for record in records
             for precision, rate in record["rates"].items()
         ]
         lines += [
-            f"## GPU: Pix2Pix train step, batch 32, 256×256 ({device})", "",
+            f"## GPU: Pix2Pix train step, batch 32, 256×256 ({device})",
+            "",
             f"From `{path.name}` (`benchmarks/gpu_pix2pix.py` on a lent GPU; `reports/gpu.md` describes the runs). "
             "Rates are compared with the median PyTorch bf16 autocast rate in NCHW order and with the best "
-            "PyTorch rate of the same file.", "",
-            _markdown_table(("framework", "input", "precision", "img/s", "/ PyTorch bf16 autocast",
-                             "/ PyTorch best"), rows), "",
+            "PyTorch rate of the same file.",
+            "",
+            _markdown_table(
+                ("framework", "input", "precision", "img/s", "/ PyTorch bf16 autocast", "/ PyTorch best"), rows
+            ),
+            "",
         ]
     return lines
 
@@ -1006,10 +1047,14 @@ def format_report(results, command, folder=None):
     target_rows = []
     for target, value in target_values(results):
         met = target.met(value)
-        target_rows.append([
-            target.name, f"{'≤' if target.at_most else '≥'} {target.threshold:g}", _number(value, 3),
-            "—" if met is None else ("met" if met else "missed"),
-        ])
+        target_rows.append(
+            [
+                target.name,
+                f"{'≤' if target.at_most else '≥'} {target.threshold:g}",
+                _number(value, 3),
+                "—" if met is None else ("met" if met else "missed"),
+            ]
+        )
     lines += [_markdown_table(("target", "required", "measured", "result"), target_rows), ""]
     lines += ["## Matrix-multiply ceiling", ""]
     ceiling_rows = [
@@ -1020,7 +1065,9 @@ def format_report(results, command, folder=None):
     lines += [_markdown_table(header, ceiling_rows), ""]
     if results.methods:
         lines += ["## Keras inference call", ""]
-        method_rows = [(batch, precision, method, _number(t.rate, 3)) for batch, precision, method, t in results.methods]
+        method_rows = [
+            (batch, precision, method, _number(t.rate, 3)) for batch, precision, method, t in results.methods
+        ]
         lines += [
             _markdown_table(("batch", "precision", "call", "img/s"), method_rows),
             "",

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from keras_sar2opt import files
+from keras_sar2opt.data.datasets import describe_dataset
 from keras_sar2opt.data.io import describe_options, merge_sar_options
 from keras_sar2opt.data.preprocess import describe_steps
 from keras_sar2opt.errors import Sar2OptError, UsageError
-from keras_sar2opt.reports import files
-from keras_sar2opt.reports.datasets import describe_dataset
-from keras_sar2opt.reports.paper import EVALUATION_FIGURES
+from keras_sar2opt.paper import EVALUATION_FIGURES
 from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ PER_IMAGE, SUMMARY_JSON, SUMMARY_MD, SAMPLES = "per_image.csv", "summary.json", 
 SKIPPED = "skipped.csv"
 
 
-def select_pairs(data, split="test", split_file=None, seed=0, limit=None, on_bad="error", optical_bands=None,
-                 sar_band=None):
+def select_pairs(
+    data, split="test", split_file=None, seed=0, limit=None, on_bad="error", optical_bands=None, sar_band=None
+):
     """The pairs of `split` ("test", "val", "train" or "all") of the dataset folder `data`, its
     PairSet, and where the split came from (a line for summaries).
 
@@ -97,7 +98,9 @@ def _check_generator(model):
 def _check_range(generated, model):
     low, high = float(generated.min()), float(generated.max())
     if low < -1.001 or high > 1.001 or not np.isfinite([low, high]).all():
-        raise Sar2OptError(f"Expected generator outputs in [-1, 1] (tanh), received [{low:g}, {high:g}] from {model.name}")
+        raise Sar2OptError(
+            f"Expected generator outputs in [-1, 1] (tanh), received [{low:g}, {high:g}] from {model.name}"
+        )
 
 
 class _FID:
@@ -123,8 +126,18 @@ class _FID:
         return frechet_distance(*real, *fake)
 
 
-def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optical_options=None, batch_size=8,
-                   inception_weights=None, sample_rows=SAMPLE_ROWS, progress=True):
+def evaluate_pairs(
+    model,
+    pairs,
+    *,
+    preprocessing=None,
+    sar_options=None,
+    optical_options=None,
+    batch_size=8,
+    inception_weights=None,
+    sample_rows=SAMPLE_ROWS,
+    progress=True,
+):
     """Translate `pairs` in batches at the generator's size and measure every generated image.
 
     Returns (per-image DataFrame with name, sar, optical and the METRICS columns; the first
@@ -141,8 +154,14 @@ def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optica
     size = _check_generator(model)
     fid = _FID(inception_weights) if inception_weights is not None else None
     dataset = make_dataset(
-        pairs, size, batch_size, training=False, sar_options=sar_options or {}, preprocessing=preprocessing,
-        sar_channels=model.inputs[0].shape[-1], optical_options=optical_options,
+        pairs,
+        size,
+        batch_size,
+        training=False,
+        sar_options=sar_options or {},
+        preprocessing=preprocessing,
+        sar_channels=model.inputs[0].shape[-1],
+        optical_options=optical_options,
     )
     rows, samples = {name: [] for name in METRICS}, [[], [], []]
     with tqdm(total=len(pairs), desc="evaluate", unit="image", disable=not progress) as bar:
@@ -161,7 +180,11 @@ def evaluate_pairs(model, pairs, *, preprocessing=None, sar_options=None, optica
                 fid.add(optical, generated)
             bar.update(len(sar))
     frame = pd.DataFrame(
-        {"name": [p.name for p in pairs], "sar": [str(p.sar) for p in pairs], "optical": [str(p.optical) for p in pairs]}
+        {
+            "name": [p.name for p in pairs],
+            "sar": [str(p.sar) for p in pairs],
+            "optical": [str(p.optical) for p in pairs],
+        }
     )
     for name in METRICS:
         frame[name] = rows[name]
@@ -212,7 +235,9 @@ def summary_markdown(summary):
     for name, (label, unit) in METRICS.items():
         value = summary["metrics"][name]
         label = f"{label} ({unit})" if unit else label
-        lines.append(f"| {label} | {value['mean']:.4f} ± {value['std']:.4f} | {value['min']:.4f} | {value['max']:.4f} |")
+        lines.append(
+            f"| {label} | {value['mean']:.4f} ± {value['std']:.4f} | {value['min']:.4f} | {value['max']:.4f} |"
+        )
     fid = f"FID: {summary['fid']:.4f}" if summary["fid"] is not None else summary["fid_note"]
     lines += ["", fid, "", f"Standard deviations are over images (ddof=0). Samples: [{SAMPLES}]({SAMPLES})", ""]
     return "\n".join(lines)
@@ -220,7 +245,7 @@ def summary_markdown(summary):
 
 def write_evaluation(out, frame, samples, summary):
     """Write per_image.csv, samples.png, summary.json and summary.md into `out` (summary.json last)."""
-    from keras_sar2opt.reports.grids import write_sample_grid
+    from keras_sar2opt.data.grids import write_sample_grid
 
     out = Path(out)
     files.write_csv(out / PER_IMAGE, frame)
@@ -231,9 +256,26 @@ def write_evaluation(out, frame, samples, summary):
     return out
 
 
-def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=None, preprocessing=None,
-             sar_options=None, optical_options=None, batch_size=8, inception_weights=None, role=None,
-             sample_rows=SAMPLE_ROWS, upsample_mode="nearest", on_bad=None, progress=True):
+def evaluate(
+    model,
+    data,
+    out,
+    *,
+    split="test",
+    split_file=None,
+    seed=0,
+    limit=None,
+    preprocessing=None,
+    sar_options=None,
+    optical_options=None,
+    batch_size=8,
+    inception_weights=None,
+    role=None,
+    sample_rows=SAMPLE_ROWS,
+    upsample_mode="nearest",
+    on_bad=None,
+    progress=True,
+):
     """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
     and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
 
@@ -273,8 +315,14 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
     check_reading_options(sar_options, optical_options, steps)  # before the model loads
     pairs, pair_set, split_source = select_pairs(
-        data, split, split_file, seed=seed, limit=limit, on_bad=on_bad,
-        optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
+        data,
+        split,
+        split_file,
+        seed=seed,
+        limit=limit,
+        on_bad=on_bad,
+        optical_bands=(optical_options or {}).get("bands"),
+        sar_band=(sar_options or {}).get("band"),
     )
     warn_about_scaling(pairs, sar_options, optical_options)
     if isinstance(model, (str, os.PathLike)):
@@ -283,8 +331,15 @@ def evaluate(model, data, out, *, split="test", split_file=None, seed=0, limit=N
     else:
         model_name = model.name
     frame, samples, fid = evaluate_pairs(
-        model, pairs, preprocessing=steps, sar_options=sar_options, optical_options=optical_options,
-        batch_size=batch_size, inception_weights=inception_weights, sample_rows=sample_rows, progress=progress,
+        model,
+        pairs,
+        preprocessing=steps,
+        sar_options=sar_options,
+        optical_options=optical_options,
+        batch_size=batch_size,
+        inception_weights=inception_weights,
+        sample_rows=sample_rows,
+        progress=progress,
     )
     if inception_weights is None:
         logger.warning(FID_SKIPPED)

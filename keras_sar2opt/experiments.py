@@ -1,4 +1,4 @@
-"""The report's experiments (§1–§4, DESIGN §4) as named configurations: the one source of their defaults."""
+"""The report's experiments (§1–§4) as named configurations: the one source of their defaults."""
 
 import dataclasses
 
@@ -94,7 +94,7 @@ class ExperimentConfig:
 
 
 # §2: λ_L1 = 100 is not stated for the §1 GANs; their generator losses (≈33 with L1 ≈ 0.295)
-# imply it (DESIGN §4). The batch size, G's optimiser and augmentation are not stated in §1.
+# imply it. The batch size, G's optimiser and augmentation are not stated in §1.
 _SECTION1_ASSUMED = ("l1_weight", "g_optimizer", "batch_size", "augment")
 
 SCRATCH = ExperimentConfig(
@@ -129,7 +129,7 @@ WGAN = dataclasses.replace(
     SCRATCH,
     name="wgan",
     section="§1.3, §2",
-    discriminator="wgan_critic",  # Table 1's topology, linear output (DESIGN §3)
+    discriminator="wgan_critic",  # Table 1's topology, linear output (§1.3)
     conditional=False,  # assumed: the critic shares Table 1's optical-only input
     adversarial_loss="wasserstein",  # §1.3.1
     d_from_logits=True,  # a linear score
@@ -144,13 +144,13 @@ WGAN = dataclasses.replace(
 PIX2PIX = ExperimentConfig(
     name="pix2pix",
     section="§3",
-    generator="pix2pix_generator",  # §3.1, DESIGN §3
+    generator="pix2pix_generator",  # §3.1
     discriminator="pix2pix_discriminator",  # §3.1: 70x70 PatchGAN
     conditional=True,
     adversarial_loss="bce",  # §3.2
     d_from_logits=True,
-    g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # DESIGN §4
-    d_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # DESIGN §4
+    g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # §3.1
+    d_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # §3.1
     image_size=256,  # §3.1
     batch_size=32,  # assumed: the batch of the same authors' §4 runs
     epochs=200,  # assumed: pix2pix's 100 + 100 (the published checkpoint is epoch 180)
@@ -192,9 +192,7 @@ FINETUNE_LORA = dataclasses.replace(
     assumed=("d_optimizer", "l1_weight", "augment"),
 )
 
-EXPERIMENTS = {
-    config.name: config for config in (SCRATCH, PATCHGAN, WGAN, PIX2PIX, FINETUNE_FULL, FINETUNE_LORA)
-}
+EXPERIMENTS = {config.name: config for config in (SCRATCH, PATCHGAN, WGAN, PIX2PIX, FINETUNE_FULL, FINETUNE_LORA)}
 
 
 def get_experiment(name):

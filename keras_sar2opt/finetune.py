@@ -13,10 +13,10 @@ import json
 import os
 from pathlib import Path
 
+from keras_sar2opt import files, paper
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, DEFAULT_PRETRAIN_EPOCHS, get_experiment
 from keras_sar2opt.inference import CHECKPOINT_EXTENSIONS, load_keras_model
-from keras_sar2opt.reports import files, paper
 from keras_sar2opt.text import counted
 
 PRETRAIN_EXPERIMENT = "pix2pix"
@@ -36,8 +36,9 @@ def pretraining_folder(cache, *, image_size, batch_size, pairs, epochs, steps_pe
     )
 
 
-def pretrain_generator(cache, *, image_size, batch_size, pairs, epochs, steps_per_epoch, precision, strategy, seed,
-                       verbose="auto"):
+def pretrain_generator(
+    cache, *, image_size, batch_size, pairs, epochs, steps_per_epoch, precision, strategy, seed, verbose="auto"
+):
     """generator.keras of a Pix2Pix trained on `pairs` synthetic sentinel pairs, reused when cached.
 
     A finished run folder (one holding generator.keras) is reused; an interrupted one resumes.
@@ -162,9 +163,7 @@ def describe_parameters(config, summary):
     )
     if not config.lora_targets:
         return line + f" (report §4.1: all {paper.SECTION41_TRAINABLE / 1e6:.1f} million)"
-    also = (
-        f" + also-trained {', '.join(config.also_train)}: {summary['also_trained']:,}" if config.also_train else ""
-    )
+    also = f" + also-trained {', '.join(config.also_train)}: {summary['also_trained']:,}" if config.also_train else ""
     return (
         f"{line} (LoRA r={config.lora_rank}, alpha={config.lora_alpha:g} on {', '.join(config.lora_targets)}: "
         f"{summary['adapters']:,} = {summary['adapters_percent']:.3f}%{also}); report §4.2.1: roughly "
@@ -280,8 +279,10 @@ def check_finetune_options(config, generator, discriminator, cache, pretrain_epo
         raise Sar2OptError(
             f"Expected a LoRA rank and also-trained layers only with LoRA targets, received them for {config.name!r}"
         )
-    names = {role: _network_name(path, role, config)
-             for role, path in (("generator", generator), ("discriminator", discriminator))}
+    names = {
+        role: _network_name(path, role, config)
+        for role, path in (("generator", generator), ("discriminator", discriminator))
+    }
     for name in names.values():
         if name is not None:
             check_model(name, config.image_size)
@@ -325,8 +326,10 @@ def finetune(
     run_options = {"precision": precision, "strategy": strategy, "steps_per_epoch": steps_per_epoch, **options}
     check_run_options(config, data=data, pairs=pairs, **run_options)
     out, pair_set = check_run_data(
-        config, data, out, **{key: options[key] for key in ("on_bad", "sar_options", "optical_options", "split_group")
-                              if key in options}
+        config,
+        data,
+        out,
+        **{key: options[key] for key in ("on_bad", "sar_options", "optical_options", "split_group") if key in options},
     )
     if generator is None:
         source = pretrain_generator(
@@ -379,8 +382,13 @@ def finetune(
         **run_options,
     )
     pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
-    measure = {"pairs": pairs_held_out, "image_size": config.image_size, "batch_size": config.batch_size,
-               "sar_options": options.get("sar_options"), "optical_options": options.get("optical_options")}
+    measure = {
+        "pairs": pairs_held_out,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "sar_options": options.get("sar_options"),
+        "optical_options": options.get("optical_options"),
+    }
     result = measure_held_out(out, start, source, measure)
     print(
         f"Held-out L1 on the {HELD_OUT_SPLIT} split ({counted(result['pairs'], 'pair')}): "

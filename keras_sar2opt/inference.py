@@ -18,7 +18,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_sar2opt import __version__
+from keras_sar2opt import __version__, files
+from keras_sar2opt.data.grids import label_band
 from keras_sar2opt.data.io import (
     DEFAULT_PERCENTILES,
     IMAGE_EXTENSIONS,
@@ -40,8 +41,6 @@ from keras_sar2opt.data.io import (
 from keras_sar2opt.data.layouts import dataset_sar_files
 from keras_sar2opt.data.preprocess import apply_preprocessing, describe_steps
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports import files
-from keras_sar2opt.reports.grids import label_band
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +112,9 @@ def run_config(model_path):
     folder, its generator.keras or a checkpoint), or None outside a run or when the config.json
     cannot be read (another tool's file: what it says is only a hint, never a reason to fail)."""
     path = Path(model_path).resolve()
-    run_dir = next((folder for folder in (path, path.parent, path.parent.parent)
-                    if (folder / "config.json").is_file()), None)
+    run_dir = next(
+        (folder for folder in (path, path.parent, path.parent.parent) if (folder / "config.json").is_file()), None
+    )
     if run_dir is None:
         return None
     try:
@@ -519,8 +519,15 @@ class _GeoTIFFSink:
         self.path, self.encoding, self.tags = path, encoding, tags or {}
         files.check_writable(path, file=True, create=True)
         profile = dict(
-            driver="GTiff", height=height, width=width, count=channels, dtype=encoding.dtype.name,
-            tiled=True, blockxsize=256, blockysize=256, compress="deflate",
+            driver="GTiff",
+            height=height,
+            width=width,
+            count=channels,
+            dtype=encoding.dtype.name,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="deflate",
         )
         profile.update({k: v for k, v in (georeference or {}).items() if v is not None})
         with warnings.catch_warnings(), self._writing():
@@ -616,8 +623,19 @@ class _Preview:
 
 
 def translate_file(
-    model, src, dst, *, steps=None, sar_options=None, downsample=1, overlap=None, batch_size=4, grid=False,
-    output_range=None, model_source=None, progress=True,
+    model,
+    src,
+    dst,
+    *,
+    steps=None,
+    sar_options=None,
+    downsample=1,
+    overlap=None,
+    batch_size=4,
+    grid=False,
+    output_range=None,
+    model_source=None,
+    progress=True,
 ):
     """Translate one SAR image file into `dst` (PNG, or GeoTIFF when `dst` ends in .tif/.tiff).
 
@@ -662,8 +680,9 @@ def translate_file(
                 "SAR2OPT_SAR_SCALING": describe_options(scaling, "auto"),
                 "SAR2OPT_PREPROCESSING": describe_steps(steps),
                 "SAR2OPT_DOWNSAMPLE": str(downsample),
-                "SAR2OPT_VALUES": "8-bit display" if output_range is None else
-                                  f"optical {output_range[0]:g}..{output_range[1]:g}",
+                "SAR2OPT_VALUES": "8-bit display"
+                if output_range is None
+                else f"optical {output_range[0]:g}..{output_range[1]:g}",
             }
             sink = _GeoTIFFSink(dst, source.height, source.width, out_channels, georeference, encoding, tags)
         else:
@@ -676,8 +695,14 @@ def translate_file(
             sink = _MaskedSink(sink, source)
         preview = _Preview(source.height, source.width, source.valid_rows if masked else None) if grid else None
         translate_strips(
-            model, source, sink, overlap=overlap, batch_size=batch_size, preview=preview,
-            progress=progress, desc=src.name,
+            model,
+            source,
+            sink,
+            overlap=overlap,
+            batch_size=batch_size,
+            preview=preview,
+            progress=progress,
+            desc=src.name,
         )
     if grid:
         preview.write(dst.with_name(f"{dst.stem}_grid.png"))
@@ -705,8 +730,10 @@ def plan_outputs(inputs, out):
         if item.is_dir():
             inside = resolved_out != item.resolve() and resolved_out.is_relative_to(item.resolve())
             found = dataset_sar_files(item) or sorted(
-                p for p in item.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p
+                for p in item.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
                 and not (inside and p.resolve().is_relative_to(resolved_out))
             )
             if not found:
@@ -724,7 +751,9 @@ def plan_outputs(inputs, out):
             suffix = ".tif" if src.suffix.lower() in TIFF_EXTENSIONS else ".png"
             dst = out / relative.with_suffix(suffix)
             if dst in seen:
-                raise Sar2OptError(f"Expected distinct output names, received {seen[dst]} and {src} both mapping to {dst}")
+                raise Sar2OptError(
+                    f"Expected distinct output names, received {seen[dst]} and {src} both mapping to {dst}"
+                )
             seen[dst] = src
             plan.append((src, dst))
     inputs_resolved = {src.resolve() for src, _ in sources}

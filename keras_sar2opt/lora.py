@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import atomic_path
+from keras_sar2opt.files import atomic_path
 
 # Table 7's targets: the eight encoder convolutions of the Pix2Pix generator.
 PIX2PIX_ENCODER_TARGETS = tuple(f"enc{k}_conv" for k in range(1, 9))
@@ -18,8 +18,13 @@ METADATA_FIELDS = ("rank", "alpha", "dropout", "targets", "also_train")
 ADAPTER_SUFFIX = ".safetensors"
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 # apply_lora's arguments and the `sar2opt train` options that set them (named in errors).
-OPTION_FLAGS = {"rank": "--rank", "alpha": "--alpha", "dropout": "--lora-dropout", "targets": "--targets",
-                "also_train": "--also-train"}
+OPTION_FLAGS = {
+    "rank": "--rank",
+    "alpha": "--alpha",
+    "dropout": "--lora-dropout",
+    "targets": "--targets",
+    "also_train": "--also-train",
+}
 
 
 def _named(argument):
@@ -154,9 +159,7 @@ def _leaf_layers(model):
             nested = {layer.name: layer}
         for name, found in nested.items():
             if name in layers:
-                raise Sar2OptError(
-                    f"Expected unique layer names in model {model.name!r}, received {name!r} twice"
-                )
+                raise Sar2OptError(f"Expected unique layer names in model {model.name!r}, received {name!r} twice")
             layers[name] = found
     return layers
 
@@ -191,8 +194,7 @@ def _resolve(model, layers, names, argument):
             matches = [
                 layer
                 for name, layer in layers.items()
-                if name.startswith(f"{entry}_")
-                and (not convolutions or isinstance(layer, (*CONV_TYPES, LoRAConv)))
+                if name.startswith(f"{entry}_") and (not convolutions or isinstance(layer, (*CONV_TYPES, LoRAConv)))
             ]
         if not matches:
             raise _unknown_name(argument, model.name, dict.fromkeys(name.split("_")[0] for name in layers), entry)
@@ -260,9 +262,7 @@ def _wrap(layer, rank, alpha, dropout):
     if getattr(layer, "lora_enabled", False):
         raise Sar2OptError(f"Expected {layer.name!r} without Keras's built-in LoRA, received lora_rank set")
     if config.get("groups", 1) != 1:
-        raise Sar2OptError(
-            f"Expected LoRA target {layer.name!r} with groups=1, received groups={config['groups']}"
-        )
+        raise Sar2OptError(f"Expected LoRA target {layer.name!r} with groups=1, received groups={config['groups']}")
     base = type(layer).from_config({**config, "name": "base", "activation": None})
     return LoRAConv(
         base,
@@ -290,8 +290,7 @@ def apply_lora(model, targets, rank=16, alpha=32, dropout=0.1, also_train=()):
     adapted = [name for name, layer in layers.items() if isinstance(layer, LoRAConv)]
     if adapted:
         raise Sar2OptError(
-            f"Expected a model without LoRA adapters, received {model.name!r} "
-            f"with adapters on {', '.join(adapted)}"
+            f"Expected a model without LoRA adapters, received {model.name!r} with adapters on {', '.join(adapted)}"
         )
     wrap = _resolve(model, layers, targets, "targets")
     train = _resolve(model, layers, also_train, "also_train")
@@ -321,9 +320,9 @@ def merge_lora(model):
         raise Sar2OptError(f"Expected a model with LoRA adapters, received {model.name!r} without any")
     new_model, pairs = _clone(
         model,
-        lambda layer: type(layer.layer).from_config(layer.base_config())
-        if isinstance(layer, LoRAConv)
-        else _copy(layer),
+        lambda layer: (
+            type(layer.layer).from_config(layer.base_config()) if isinstance(layer, LoRAConv) else _copy(layer)
+        ),
     )
     for old, new in pairs:
         new.set_weights(old.merged_weights() if isinstance(old, LoRAConv) else old.get_weights())
@@ -344,14 +343,11 @@ def _adapter_state(model):
     settings = {(layer.rank, layer.alpha, layer.dropout_rate) for layer in wrappers}
     if len(settings) > 1:
         raise Sar2OptError(
-            f"Expected one rank, alpha and dropout for all adapters of {model.name!r}, "
-            f"received {sorted(settings)}"
+            f"Expected one rank, alpha and dropout for all adapters of {model.name!r}, received {sorted(settings)}"
         )
     rank, alpha, dropout = settings.pop()
     extra = [
-        layer
-        for layer in layers.values()
-        if not isinstance(layer, LoRAConv) and layer.trainable and layer.weights
+        layer for layer in layers.values() if not isinstance(layer, LoRAConv) and layer.trainable and layer.weights
     ]
     variables = {}
     for layer in wrappers:
@@ -361,9 +357,7 @@ def _adapter_state(model):
         for weight in layer.weights:
             key = f"{layer.name}/{weight.name}"
             if key in variables:
-                raise Sar2OptError(
-                    f"Expected unique weight names in layer {layer.name!r}, received {key!r} twice"
-                )
+                raise Sar2OptError(f"Expected unique weight names in layer {layer.name!r}, received {key!r} twice")
             variables[key] = weight
     config = {
         "rank": rank,
@@ -456,8 +450,7 @@ def load_adapters(base_model, path, rank=None, alpha=None):
     for key, variable in variables.items():
         if tuple(tensors[key].shape) != tuple(variable.shape):
             raise Sar2OptError(
-                f"Expected shape {tuple(variable.shape)} for {key!r} in {path}, "
-                f"received {tuple(tensors[key].shape)}"
+                f"Expected shape {tuple(variable.shape)} for {key!r} in {path}, received {tuple(tensors[key].shape)}"
             )
         variable.assign(tensors[key])
     return model

@@ -37,16 +37,13 @@ def to_unit(images, value_range):
         raise Sar2OptError(f"Expected value_range with finite low < high, received {value_range!r}")
     images = keras.ops.cast(keras.ops.convert_to_tensor(images), "float32")
     if len(images.shape) != 4:
-        raise Sar2OptError(
-            f"Expected a batch of images shaped (B, H, W, C), received shape {tuple(images.shape)}"
-        )
+        raise Sar2OptError(f"Expected a batch of images shaped (B, H, W, C), received shape {tuple(images.shape)}")
     seen_low = float(keras.ops.min(images))
     seen_high = float(keras.ops.max(images))
     tolerance = _RANGE_TOLERANCE * (high - low)
     if not (seen_low >= low - tolerance and seen_high <= high + tolerance):
         raise Sar2OptError(
-            f"Expected values in value_range [{low:g}, {high:g}], "
-            f"received values in [{seen_low:g}, {seen_high:g}]"
+            f"Expected values in value_range [{low:g}, {high:g}], received values in [{seen_low:g}, {seen_high:g}]"
         )
     return (images - low) / (high - low)
 
@@ -57,8 +54,7 @@ def _pair(pred, target, value_range):
     target = to_unit(target, value_range)
     if tuple(pred.shape) != tuple(target.shape):
         raise Sar2OptError(
-            f"Expected prediction and target of the same shape, received "
-            f"{tuple(pred.shape)} and {tuple(target.shape)}"
+            f"Expected prediction and target of the same shape, received {tuple(pred.shape)} and {tuple(target.shape)}"
         )
     return pred, target
 
@@ -104,8 +100,7 @@ def ssim(pred, target, value_range):
     height, width, channels = x.shape[1:]
     if height < SSIM_WINDOW or width < SSIM_WINDOW:
         raise Sar2OptError(
-            f"Expected images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels for SSIM, "
-            f"received {height}x{width}"
+            f"Expected images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels for SSIM, received {height}x{width}"
         )
     # Filter x, y, x², y², xy together: one separable Gaussian over 5*C channels, "valid" borders.
     stacked = keras.ops.concatenate([x, y, x * x, y * y, x * y], axis=-1)
@@ -121,9 +116,7 @@ def ssim(pred, target, value_range):
     cov_xy = xy - mu_x * mu_y
     c1 = SSIM_K1**2
     c2 = SSIM_K2**2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / (
-        (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    )
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
     return _per_image(keras.ops.mean(ssim_map, axis=(1, 2, 3)))
 
 

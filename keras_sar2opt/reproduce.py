@@ -19,9 +19,9 @@ import logging
 import time
 from pathlib import Path
 
+from keras_sar2opt import files
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, get_experiment
-from keras_sar2opt.reports import files
 from keras_sar2opt.text import counted
 
 SOURCE_PRESET = "sentinel"
@@ -61,8 +61,11 @@ class Scale:
         steps = "" if self.pix2pix_steps is None else f" x {counted(self.pix2pix_steps, 'step')}"
         gan_epochs, pix2pix_epochs, finetune_epochs = (
             counted(own(value, experiment, "epochs"), "epoch")
-            for value, experiment in ((self.gan_epochs, gan), (self.pix2pix_epochs, "pix2pix"),
-                                      (self.finetune_epochs, "finetune-full"))
+            for value, experiment in (
+                (self.gan_epochs, gan),
+                (self.pix2pix_epochs, "pix2pix"),
+                (self.finetune_epochs, "finetune-full"),
+            )
         )
         return (
             f"GANs {own(self.gan_image_size, gan, 'image_size')} px, {self.gan_pairs} synthetic pairs, "
@@ -74,14 +77,33 @@ class Scale:
 
 SCALES = {
     "quick": Scale(
-        "quick", gan_image_size=64, gan_pairs=60, gan_epochs=6, gan_batch_size=8, pix2pix_pairs=100,
-        pix2pix_epochs=5, finetune_epochs=2, lora_epochs=2, pix2pix_batch_size=4, pix2pix_steps=6, sample_every=1,
+        "quick",
+        gan_image_size=64,
+        gan_pairs=60,
+        gan_epochs=6,
+        gan_batch_size=8,
+        pix2pix_pairs=100,
+        pix2pix_epochs=5,
+        finetune_epochs=2,
+        lora_epochs=2,
+        pix2pix_batch_size=4,
+        pix2pix_steps=6,
+        sample_every=1,
         keep_all_checkpoints=False,
     ),
     "full": Scale(
-        "full", gan_image_size=None, gan_pairs=DEFAULT_PAIRS, gan_epochs=None, gan_batch_size=None,
-        pix2pix_pairs=DEFAULT_PAIRS, pix2pix_epochs=None, finetune_epochs=None, lora_epochs=None,
-        pix2pix_batch_size=None, pix2pix_steps=None, sample_every=5,
+        "full",
+        gan_image_size=None,
+        gan_pairs=DEFAULT_PAIRS,
+        gan_epochs=None,
+        gan_batch_size=None,
+        pix2pix_pairs=DEFAULT_PAIRS,
+        pix2pix_epochs=None,
+        finetune_epochs=None,
+        lora_epochs=None,
+        pix2pix_batch_size=None,
+        pix2pix_steps=None,
+        sample_every=5,
     ),
 }
 
@@ -131,8 +153,9 @@ def _without_retracing_warnings():
 
 
 @_without_retracing_warnings()
-def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_target=None, precision="float32",
-              verbose="auto"):
+def reproduce(
+    out=None, *, scale="quick", work=None, data_source=None, data_target=None, precision="float32", verbose="auto"
+):
     """Run the study at `scale` ("quick", "full" or a Scale) and write its report into `out`
     (default reports/reproduce-<scale>).
 
@@ -154,8 +177,12 @@ def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_targ
     out = Path(out if out is not None else Path("reports") / f"reproduce-{scale.name}")
     files.check_writable(work, "--work")  # before hours of training
     files.check_writable(out, "-o")
-    gans = [get_experiment(name).with_overrides(image_size=scale.gan_image_size, epochs=scale.gan_epochs,
-                                                 batch_size=scale.gan_batch_size) for name in GAN_EXPERIMENTS]
+    gans = [
+        get_experiment(name).with_overrides(
+            image_size=scale.gan_image_size, epochs=scale.gan_epochs, batch_size=scale.gan_batch_size
+        )
+        for name in GAN_EXPERIMENTS
+    ]
     pix2pix_sizes = {"batch_size": scale.pix2pix_batch_size}
     pix2pix = get_experiment("pix2pix").with_overrides(epochs=scale.pix2pix_epochs, **pix2pix_sizes)
     full = get_experiment("finetune-full").with_overrides(epochs=scale.finetune_epochs, **pix2pix_sizes)
@@ -179,8 +206,12 @@ def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_targ
         finished(train_experiment(config, data_target, work / config.name, pairs=scale.gan_pairs, **run_options))
 
     stage("Preparing the source and target domains")
-    synthetic = {"image_size": pix2pix.image_size, "pairs": scale.pix2pix_pairs, "seed": pix2pix.seed,
-                 "on_bad": "error"}
+    synthetic = {
+        "image_size": pix2pix.image_size,
+        "pairs": scale.pix2pix_pairs,
+        "seed": pix2pix.seed,
+        "on_bad": "error",
+    }
     source = data_source or prepare_data(None, work, preset=SOURCE_PRESET, **synthetic)[0].root
     target = data_target or prepare_data(None, work, preset=SYNTHETIC_PRESET, **synthetic)[0].root
 
@@ -195,19 +226,35 @@ def reproduce(out=None, *, scale="quick", work=None, data_source=None, data_targ
         evaluate(model, data, folder, seed=pix2pix.seed, role=role, **options)
         figures.append((role, folder))
 
-    evaluation("fig3", "fig3-source", generator, source, "pix2pix on the source domain",
-               split_file=pretrained / "split.json")
+    evaluation(
+        "fig3", "fig3-source", generator, source, "pix2pix on the source domain", split_file=pretrained / "split.json"
+    )
     evaluation("fig4", "fig4-target-raw", generator, target, "pix2pix on raw target SAR")
     for convention, steps in MEDIAN_GAMMA.items():
-        evaluation("fig5", f"fig5-target-median7-gamma7-{convention}", generator, target,
-                   f"pix2pix on median 7 + gamma 7 ({convention}) target SAR", preprocessing=steps)
+        evaluation(
+            "fig5",
+            f"fig5-target-median7-gamma7-{convention}",
+            generator,
+            target,
+            f"pix2pix on median 7 + gamma 7 ({convention}) target SAR",
+            preprocessing=steps,
+        )
 
-    for config, name, role in ((full, "finetune-full", "fig7"), (lora, "finetune-lora", "fig9"),
-                               (lora_decoder, "finetune-lora-dec8-head", "fig9")):
+    for config, name, role in (
+        (full, "finetune-full", "fig7"),
+        (lora, "finetune-lora", "fig9"),
+        (lora_decoder, "finetune-lora-dec8-head", "fig9"),
+    ):
         stage(f"Fine-tuning: {name} ({config.section}) on the target domain")
         run = finished(finetune(config, target, work / name, generator=generator, **pix2pix_options))
-        evaluation(role, f"{role}-{name}", run / "generator.keras", target, f"the {name} generator",
-                   split_file=run / "split.json")
+        evaluation(
+            role,
+            f"{role}-{name}",
+            run / "generator.keras",
+            target,
+            f"the {name} generator",
+            split_file=run / "split.json",
+        )
 
     stage(f"Writing the report into {out}")
     title = f"SAR-to-optical translation: reproduction report ({scale.name} scale)"

@@ -26,8 +26,13 @@ def build(experiment):
         critic = wgan_critic(image_size=SIZE)
         critic.get_layer("dropout").rate = 0.0  # no random numbers: see below
         model = AdversarialModel(generator, critic, conditional=False)
-        model.compile(keras.optimizers.RMSprop(5e-5), keras.optimizers.RMSprop(5e-5),
-                      adversarial_loss="wasserstein", n_critic=2, clip_value=0.01)
+        model.compile(
+            keras.optimizers.RMSprop(5e-5),
+            keras.optimizers.RMSprop(5e-5),
+            adversarial_loss="wasserstein",
+            n_critic=2,
+            clip_value=0.01,
+        )
     else:
         # No dropout, so both backends draw no random numbers and see the same networks.
         model = AdversarialModel(generator, patchgan_discriminator(image_size=SIZE, dropout_rate=0.0))
@@ -46,18 +51,26 @@ def main(experiment, weights, out):
     rng = np.random.default_rng(0)
     sar = rng.uniform(-1, 1, (BATCH * STEPS, SIZE, SIZE, 3)).astype("float32")
     optical = np.tanh(sar[..., ::-1] * 1.5).astype("float32")
-    history = model.fit(sar, optical, batch_size=BATCH, epochs=2, shuffle=False,
-                        validation_data=(sar, optical), verbose=0)
+    history = model.fit(
+        sar, optical, batch_size=BATCH, epochs=2, shuffle=False, validation_data=(sar, optical), verbose=0
+    )
     model.save(Path(out).with_suffix(".keras"))
     reloaded = keras.models.load_model(Path(out).with_suffix(".keras"))
     critic_max = max(float(np.abs(v).max()) for v in model.discriminator.trainable_weights)
-    Path(out).write_text(json.dumps({
-        "backend": keras.backend.backend(),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-        "critic_max_abs": critic_max,
-        "reload_max_diff": float(np.abs(np.asarray(reloaded.predict(sar, verbose=0))
-                                        - np.asarray(model.predict(sar, verbose=0))).max()),
-    }))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "backend": keras.backend.backend(),
+                "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+                "critic_max_abs": critic_max,
+                "reload_max_diff": float(
+                    np.abs(
+                        np.asarray(reloaded.predict(sar, verbose=0)) - np.asarray(model.predict(sar, verbose=0))
+                    ).max()
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

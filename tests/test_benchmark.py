@@ -1,4 +1,4 @@
-"""The benchmark machinery (issue 6) at toy sizes: FLOP counts, timing, the table and the command."""
+"""The benchmark machinery at toy sizes: FLOP counts, timing, the table and the command."""
 
 import json
 import math
@@ -11,8 +11,18 @@ from keras_sar2opt import benchmark, cli
 from keras_sar2opt.models import patchgan_discriminator, unet_generator
 
 TOY = dict(
-    workloads=("report-gan-train",), precisions=("float32",), torch=False, report_gan_size=32,
-    report_gan_batch=2, pix2pix_size=32, pairs=4, warmup=2, steps=1, repeats=2, budget=5.0, quiet_wait=0.0,
+    workloads=("report-gan-train",),
+    precisions=("float32",),
+    torch=False,
+    report_gan_size=32,
+    report_gan_batch=2,
+    pix2pix_size=32,
+    pairs=4,
+    warmup=2,
+    steps=1,
+    repeats=2,
+    budget=5.0,
+    quiet_wait=0.0,
     matmul_size=128,
 )
 
@@ -42,8 +52,14 @@ def test_forward_macs_equals_a_hand_count():
 def test_forward_macs_of_table5_generator():
     # Table 5 at 128x128: (input or output positions, kernel, C_in, C_out) of each layer.
     layers = [
-        (64 * 64, 16, 3, 64), (32 * 32, 16, 64, 128), (16 * 16, 16, 128, 256), (8 * 8, 16, 256, 512),
-        (8 * 8, 16, 512, 256), (16 * 16, 16, 512, 128), (32 * 32, 16, 256, 64), (64 * 64, 16, 128, 3),
+        (64 * 64, 16, 3, 64),
+        (32 * 32, 16, 64, 128),
+        (16 * 16, 16, 128, 256),
+        (8 * 8, 16, 256, 512),
+        (8 * 8, 16, 512, 256),
+        (16 * 16, 16, 512, 128),
+        (32 * 32, 16, 256, 64),
+        (64 * 64, 16, 128, 3),
     ]
     assert benchmark.forward_macs(unet_generator()) == sum(math.prod(layer) for layer in layers)
 
@@ -148,15 +164,33 @@ def test_gpu_section_compares_each_rate_with_pytorch_bf16_autocast_and_the_best_
 
     assert gpu_section(tmp_path) == []
     records = [
-        {"framework": "Keras 3 / JAX", "device": "cuda:0", "device_data": True, "steps_per_execution": 1,
-         "rates": {"float32": 700.0, "mixed_bfloat16": 1500.0}},
-        {"framework": "PyTorch eager", "device": "NVIDIA H100", "channels_last": False,
-         "rates": {"float32": 750.0, "bf16 autocast": 1000.0}},
+        {
+            "framework": "Keras 3 / JAX",
+            "device": "cuda:0",
+            "device_data": True,
+            "steps_per_execution": 1,
+            "rates": {"float32": 700.0, "mixed_bfloat16": 1500.0},
+        },
+        {
+            "framework": "PyTorch eager",
+            "device": "NVIDIA H100",
+            "channels_last": False,
+            "rates": {"float32": 750.0, "bf16 autocast": 1000.0},
+        },
         {"framework": "PyTorch eager", "device": "NVIDIA H100", "rates": {"bf16 autocast": 960.0}},
-        {"framework": "Keras 3 / JAX", "device": "cuda:0", "device_data": False, "steps_per_execution": 4,
-         "rates": {"mixed_bfloat16": 1200.0}},
-        {"framework": "PyTorch eager", "device": "NVIDIA H100", "channels_last": True,
-         "rates": {"bf16 autocast": 1250.0}},
+        {
+            "framework": "Keras 3 / JAX",
+            "device": "cuda:0",
+            "device_data": False,
+            "steps_per_execution": 4,
+            "rates": {"mixed_bfloat16": 1200.0},
+        },
+        {
+            "framework": "PyTorch eager",
+            "device": "NVIDIA H100",
+            "channels_last": True,
+            "rates": {"bf16 autocast": 1250.0},
+        },
     ]
     (tmp_path / "gpu_pix2pix_h100.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     text = "\n".join(gpu_section(tmp_path))
@@ -173,5 +207,7 @@ def test_out_under_a_file_is_refused_before_the_backend_loads(tmp_path, cli_erro
     blocker = tmp_path / "file.png"
     blocker.write_bytes(b"not a folder")
     line = cli_error(["benchmark", "--no-torch", "--out", str(blocker / "b.md")])
-    assert line == f"sar2opt benchmark: error: Expected a writable --output file, received {blocker / 'b.md'} " \
-                   f"({blocker} is a file)"
+    assert (
+        line == f"sar2opt benchmark: error: Expected a writable --output file, received {blocker / 'b.md'} "
+        f"({blocker} is a file)"
+    )

@@ -183,8 +183,13 @@ def test_convert_command_errors_are_one_line(tmp_path, capsys):
     assert "Expected -o to end in .keras" in capsys.readouterr().err
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")  # the size is refused before the file is read
     assert main(["convert", str(tmp_path / "bad.pth"), "-o", str(tmp_path / "g.keras"), "--image-size", "128"]) == 1
-    assert capsys.readouterr().err.strip().endswith(
-        "Expected image_size (--image-size) for pix2pix_generator to be a multiple of 256 (at least 256), received 128"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "Expected image_size (--image-size) for pix2pix_generator to be a multiple of 256 (at least 256), "
+            "received 128"
+        )
     )
 
 
@@ -195,11 +200,24 @@ def test_convert_outputs_that_cannot_be_written_are_one_line_before_reading(tmp_
     convert = ["convert", str(tmp_path / "g.pth")]
     cases = [
         (["-o", str(blocker / "g.keras")], "-o", blocker / "g.keras", f"{blocker} is a file"),
-        (["-o", str(tmp_path / "ok.keras"), "--discriminator", str(tmp_path / "g.pth"),
-          "--disc-out", str(blocker / "d.keras")], "--disc-out", blocker / "d.keras", f"{blocker} is a file"),
+        (
+            [
+                "-o",
+                str(tmp_path / "ok.keras"),
+                "--discriminator",
+                str(tmp_path / "g.pth"),
+                "--disc-out",
+                str(blocker / "d.keras"),
+            ],
+            "--disc-out",
+            blocker / "d.keras",
+            f"{blocker} is a file",
+        ),
     ]
     if sys.platform == "linux":  # /proc takes no new files, even from root
-        cases.append((["-o", "/proc/sar2opt/g.keras"], "-o", "/proc/sar2opt/g.keras", "No such file or directory in /proc"))
+        cases.append(
+            (["-o", "/proc/sar2opt/g.keras"], "-o", "/proc/sar2opt/g.keras", "No such file or directory in /proc")
+        )
     for extra, option, out, reason in cases:
         line = cli_error([*convert, *extra])
         assert line == f"sar2opt convert: error: Expected a writable {option} file, received {out} ({reason})"

@@ -43,8 +43,16 @@ def test_float_tiff_and_geotiff_decode(tmp_path):
     np.testing.assert_array_equal(decoded[..., 0], linear)
 
     bands = np.stack([linear, linear * 0.2])  # VV, VH
-    profile = dict(driver="GTiff", height=8, width=6, count=2, dtype="float32", crs="EPSG:32633",
-                   transform=rasterio.Affine(10, 0, 500000, 0, -10, 4000000), compress="lzw")
+    profile = dict(
+        driver="GTiff",
+        height=8,
+        width=6,
+        count=2,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=rasterio.Affine(10, 0, 500000, 0, -10, 4000000),
+        compress="lzw",
+    )
     with rasterio.open(tmp_path / "scene.tif", "w", **profile) as dataset:
         dataset.write(bands)
     decoded = read_image(tmp_path / "scene.tif")
@@ -54,7 +62,7 @@ def test_float_tiff_and_geotiff_decode(tmp_path):
 
 
 def test_sar_scaling_linear_db_amplitude_and_percentiles():
-    linear = np.array([[10 ** -2.5, 0.1], [1.0, 10.0]], np.float32)[..., None]
+    linear = np.array([[10**-2.5, 0.1], [1.0, 10.0]], np.float32)[..., None]
     db = {"input": "linear", "db_range": [-25, 0]}
     np.testing.assert_allclose(to_unit(linear, db)[..., 0], [[0.0, 0.6], [1.0, 1.0]], atol=1e-6)
     # auto: non-negative floats are linear intensity, floats with negatives are already dB
@@ -90,10 +98,14 @@ def test_sar_band_of_a_dual_pol_stack_is_scaled_on_its_own():
     np.testing.assert_array_equal(to_unit(six, {"band": 4, "db_range": [-25, 0]}), to_unit(vh, {"db_range": [-25, 0]}))
     with pytest.raises(Sar2OptError, match=r"Expected SAR band 3 in s1\.tif, received 2 bands"):
         to_unit(stack, {"band": 3}, "s1.tif")
-    with pytest.raises(Sar2OptError, match="Expected 1 to 4 SAR bands in s1.tif, received 6: choose one with --sar-band"):
+    with pytest.raises(
+        Sar2OptError, match="Expected 1 to 4 SAR bands in s1.tif, received 6: choose one with --sar-band"
+    ):
         to_unit(six, {}, "s1.tif")
     for band in (0, True, "2", 1.0):
-        with pytest.raises(Sar2OptError, match=rf"Expected the SAR band \(--sar-band\) as a number counted from 1, received {band!r}"):
+        with pytest.raises(
+            Sar2OptError, match=rf"Expected the SAR band \(--sar-band\) as a number counted from 1, received {band!r}"
+        ):
             to_unit(stack, {"band": band})
 
 
@@ -112,13 +124,23 @@ def test_sar_scaling_that_does_not_fit_the_values_is_warned_about(caplog):
     db = 10 * np.log10(linear)
     dual = np.concatenate([db, linear], axis=-1)  # judged on the band in use
     cases = [
-        (db, {"input": "linear"}, "s1.tif are mostly negative, as dB values are, not linear intensity: pass --sar-input db"),
+        (
+            db,
+            {"input": "linear"},
+            "s1.tif are mostly negative, as dB values are, not linear intensity: pass --sar-input db",
+        ),
         (dual, {"input": "amplitude", "band": 1}, "are mostly negative, as dB values are, not amplitude"),
-        (linear, {"input": "db", "db_range": [-25, 0]},
-         f"s1.tif lie between 0 and {linear.max():.3g} (median {np.median(linear):.3g}), as linear intensity does, "
-         "not dB: pass --sar-input linear (or amplitude)"),
-        (np.zeros((4, 4, 1), np.uint8), {"db_range": [-25, 0]},
-         "s1.tif are integers, scaled as a display image: --db-range has no effect (pass --sar-input db"),
+        (
+            linear,
+            {"input": "db", "db_range": [-25, 0]},
+            f"s1.tif lie between 0 and {linear.max():.3g} (median {np.median(linear):.3g}), as linear intensity does, "
+            "not dB: pass --sar-input linear (or amplitude)",
+        ),
+        (
+            np.zeros((4, 4, 1), np.uint8),
+            {"db_range": [-25, 0]},
+            "s1.tif are integers, scaled as a display image: --db-range has no effect (pass --sar-input db",
+        ),
     ]
     for values, options, message in cases:
         caplog.clear()
@@ -127,8 +149,14 @@ def test_sar_scaling_that_does_not_fit_the_values_is_warned_about(caplog):
         assert len(caplog.messages) == 1 and message in caplog.messages[0], (options, caplog.messages)
     caplog.clear()
     with caplog.at_level("WARNING"):
-        for values, options in ((db, {}), (db, {"input": "db"}), (linear, {"input": "linear"}), (linear, {}),
-                                (dual, {"input": "linear", "band": 2}), (np.zeros((4, 4, 1), np.uint16), {"input": "amplitude"})):
+        for values, options in (
+            (db, {}),
+            (db, {"input": "db"}),
+            (linear, {"input": "linear"}),
+            (linear, {}),
+            (dual, {"input": "linear", "band": 2}),
+            (np.zeros((4, 4, 1), np.uint16), {"input": "amplitude"}),
+        ):
             warn_if_sar_scaling_mismatches(values, options, "s1.tif")
     assert not caplog.records
 
@@ -149,14 +177,22 @@ def test_optical_bands_and_range_map_stored_values_to_unit():
     with pytest.raises(Sar2OptError, match=r"Expected optical band 14 in s2\.tif, received 13 bands"):
         optical_to_unit(stack, {"bands": [14, 3, 2]}, "s2.tif")
     for options, message in (
-        ({"bands": [4, 3]}, r"optical bands \(--optical-bands\) as 1 or 3 band numbers counted from 1, received \[4, 3\]"),
+        (
+            {"bands": [4, 3]},
+            r"optical bands \(--optical-bands\) as 1 or 3 band numbers counted from 1, received \[4, 3\]",
+        ),
         ({"bands": [0]}, r"received \[0\]"),
-        ({"range": [3000, 0]}, r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[3000, 0\]"),
+        (
+            {"range": [3000, 0]},
+            r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[3000, 0\]",
+        ),
         ({"scale": 2}, "Expected optical options among range, bands, received scale"),
     ):
         with pytest.raises(Sar2OptError, match=message):
             check_optical_options(options)
-    with pytest.raises(Sar2OptError, match=r"db_range \(--db-range\) as \[low, high\] finite with low < high, received \[0, -25\]"):
+    with pytest.raises(
+        Sar2OptError, match=r"db_range \(--db-range\) as \[low, high\] finite with low < high, received \[0, -25\]"
+    ):
         to_unit(floats, {"db_range": [0, -25]})
     with pytest.raises(Sar2OptError, match=r"received \[0, inf\]"):
         to_unit(floats, {"db_range": [0, float("inf")]})

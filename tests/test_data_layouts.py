@@ -79,8 +79,11 @@ def test_sen12_pairs_and_decoys(tmp_path):
     pair_set = find_pairs(tmp_path)
     assert pair_set.layout == "sen12"
     assert pair_set.pairs == [
-        Pair(f"{roi}_{k}_p{n}", tmp_path / roi / f"s1_{k}" / f"{roi}_s1_{k}_p{n}.png",
-             tmp_path / roi / f"s2_{k}" / f"{roi}_s2_{k}_p{n}.png")
+        Pair(
+            f"{roi}_{k}_p{n}",
+            tmp_path / roi / f"s1_{k}" / f"{roi}_s1_{k}_p{n}.png",
+            tmp_path / roi / f"s2_{k}" / f"{roi}_s2_{k}_p{n}.png",
+        )
         for roi, k, n in names
     ]
     assert sorted(pair_set.ignored) == sorted(decoys)
@@ -97,14 +100,21 @@ def test_sar2optical_pairs_and_split_json(tmp_path):
         png(v2 / category / "s1" / f"{roi}_s1_{k}_p{n}.png")
         png(v2 / category / "s2" / f"{roi}_s2_{k}_p{n}.png", channels=3)
     decoy = png(v2 / "agri" / "s2" / "ROIs1970_fall_s1_47_p421.png")  # a SAR name among the optical images
-    split = {"data": {"train": ["urban/s1/ROIs1970_fall_s1_47_p421.png", "agri/s1/ROIs1868_summer_s1_59_p858.png"],
-                      "val": ["grassland/s1/ROIs1970_fall_s1_11_p18.png"], "test": []}}
+    split = {
+        "data": {
+            "train": ["urban/s1/ROIs1970_fall_s1_47_p421.png", "agri/s1/ROIs1868_summer_s1_59_p858.png"],
+            "val": ["grassland/s1/ROIs1970_fall_s1_11_p18.png"],
+            "test": [],
+        }
+    }
     (tmp_path / "split.json").write_text(json.dumps(split))
     pair_set = find_pairs(tmp_path)
     assert pair_set.layout == "sar2optical" and pair_set.root == v2
     pair = {p.name: p for p in pair_set.pairs}
     assert sorted(pair) == [
-        "agri/ROIs1868_summer_59_p858", "grassland/ROIs1970_fall_11_p18", "urban/ROIs1970_fall_47_p421"
+        "agri/ROIs1868_summer_59_p858",
+        "grassland/ROIs1970_fall_11_p18",
+        "urban/ROIs1970_fall_47_p421",
     ]
     assert pair["urban/ROIs1970_fall_47_p421"].optical == v2 / "urban" / "s2" / "ROIs1970_fall_s2_47_p421.png"
     assert pair_set.ignored == [decoy]
@@ -131,7 +141,8 @@ def test_folders_and_csv_layouts(tmp_path):
     listing.write_text("name,sar,optical\nfirst,../sar/b.png,../optical/b.png\nsecond,../sar/a.png,../optical/a.png\n")
     pairs = find_pairs(listing).pairs
     assert [(p.name, p.sar.name, p.optical.name) for p in pairs] == [
-        ("first", "b.png", "b.png"), ("second", "a.png", "a.png")
+        ("first", "b.png", "b.png"),
+        ("second", "a.png", "a.png"),
     ]
     assert find_pairs(listing.parent, layout="csv").layout == "csv"
 

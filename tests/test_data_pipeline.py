@@ -43,7 +43,7 @@ def test_augmentation_moves_both_images_together(tmp_path):
     cv2.imwrite(str(tmp_path / "sar.png"), sar)
     cv2.imwrite(str(tmp_path / "optical.png"), optical)
     pair = Pair("marked", tmp_path / "sar.png", tmp_path / "optical.png")
-    (sar_batch, optical_batch), = batches(make_dataset([pair] * 32, 16, 32, training=True, seed=1))
+    ((sar_batch, optical_batch),) = batches(make_dataset([pair] * 32, 16, 32, training=True, seed=1))
     positions = set()
     for sar_image, optical_image in zip(sar_batch, optical_batch):
         mark = np.unravel_index(np.argmax(sar_image[..., 0]), (16, 16))
@@ -134,7 +134,9 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     np.testing.assert_allclose(ranged[0], stored / 1000.0 - 1.0, atol=1e-5)
     sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_options={"range": [0, 2000]}, workers=1)
     np.testing.assert_array_equal(sequence[0][1], ranged)
-    with pytest.raises(Sar2OptError, match=r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[5\]"):
+    with pytest.raises(
+        Sar2OptError, match=r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[5\]"
+    ):
         make_dataset(reflectance_pairs, 16, 2, training=False, optical_options={"range": [5]})
 
     with caplog.at_level("WARNING"):
@@ -171,8 +173,9 @@ def test_optical_bands_pick_rgb_from_a_multiband_geotiff(reflectance_pairs, tmp_
     ]
     _, optical = load_pair(pair, 16, optical_options={"bands": [3, 2, 1], "range": [0, 500]})
     np.testing.assert_allclose(optical[0, 0], np.array([300, 200, 100]) / 250.0 - 1.0, atol=1e-6)
-    with pytest.raises(Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5: choose 1 or 3 "
-                                           "with --optical-bands"):
+    with pytest.raises(
+        Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5: choose 1 or 3 with --optical-bands"
+    ):
         load_pair(pair, 16)  # five bands and no choice among them
     with pytest.raises(Sar2OptError, match=f"Expected optical band 6 in {stack}, received 5 bands"):
         load_pair(pair, 16, optical_options={"bands": [6]})
@@ -191,9 +194,13 @@ def test_sar_band_picks_vh_of_a_dual_pol_geotiff(reflectance_pairs, tmp_path):
     rng = np.random.default_rng(1)
     vv = rng.uniform(-20.0, -5.0, (16, 16)).astype(np.float32)
     polarisations = {"vv": vv, "vh": vv - 8.0 + rng.normal(0.0, 1.0, vv.shape).astype(np.float32)}
-    for name, bands in (("dual", (vv, polarisations["vh"])), *((name, (band,)) for name, band in polarisations.items())):
-        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", height=16, width=16, count=len(bands),
-                           dtype="float32") as dataset:
+    for name, bands in (
+        ("dual", (vv, polarisations["vh"])),
+        *((name, (band,)) for name, band in polarisations.items()),
+    ):
+        with rasterio.open(
+            tmp_path / f"{name}.tif", "w", driver="GTiff", height=16, width=16, count=len(bands), dtype="float32"
+        ) as dataset:
             for index, band in enumerate(bands, 1):
                 dataset.write(band, index)
     optical = reflectance_pairs[0].optical

@@ -35,7 +35,7 @@ def test_median_matches_brute_force():
 
 
 def test_gamma_conventions():
-    assert gamma_correction(np.float32(0.5), 7, "power") == pytest.approx(0.5 ** 7)
+    assert gamma_correction(np.float32(0.5), 7, "power") == pytest.approx(0.5**7)
     assert gamma_correction(np.float32(0.5), 7, "inverse") == pytest.approx(0.5 ** (1 / 7))
     with pytest.raises(Sar2OptError, match="convention among power, inverse, received 'gamma'"):
         gamma_correction(np.zeros(3), 7, "gamma")

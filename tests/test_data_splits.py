@@ -22,7 +22,9 @@ def test_table_6_counts_disjoint_and_complete():
     assert sorted(names) == sorted(p.name for p in pairs)
     assert {k: len(v) for k, v in split_pairs(fake_pairs(10)).items()} == {"train": 8, "val": 1, "test": 1}
     assert {k: len(v) for k, v in split_pairs(fake_pairs(30), fractions=(0.5, 0.3, 0.2)).items()} == {
-        "train": 15, "val": 9, "test": 6
+        "train": 15,
+        "val": 9,
+        "test": 6,
     }
 
 
@@ -52,8 +54,11 @@ def test_removing_or_adding_pairs_leaves_the_others_on_their_sides():
 
 def scene_pairs(scenes, patches):
     """SEN1-2-style names: ROIs1970_fall_s1_<scene>_p<patch>."""
-    return [Pair(f"ROIs1970_fall_s1_{scene}_p{patch}", Path(f"sar/{scene}_{patch}.png"),
-                 Path(f"opt/{scene}_{patch}.png")) for scene in range(scenes) for patch in range(patches)]
+    return [
+        Pair(f"ROIs1970_fall_s1_{scene}_p{patch}", Path(f"sar/{scene}_{patch}.png"), Path(f"opt/{scene}_{patch}.png"))
+        for scene in range(scenes)
+        for patch in range(patches)
+    ]
 
 
 def test_split_by_area_keeps_every_scene_on_one_side():
@@ -64,8 +69,9 @@ def test_split_by_area_keeps_every_scene_on_one_side():
     assert {name: len(part) for name, part in split.items()} == {"train": 800, "val": 100, "test": 100}
     assert sorted(p.name for part in split.values() for p in part) == sorted(p.name for p in pairs)
     random_split = split_pairs(pairs, seed=0)  # without a group, scenes straddle the sides
-    assert {p.name.rsplit("_p", 1)[0] for p in random_split["train"]} & {p.name.rsplit("_p", 1)[0]
-                                                                         for p in random_split["test"]}
+    assert {p.name.rsplit("_p", 1)[0] for p in random_split["train"]} & {
+        p.name.rsplit("_p", 1)[0] for p in random_split["test"]
+    }
     assert split_pairs(pairs, seed=1, group=r"(.*)_p\d+$")["test"] != split["test"]
 
 

@@ -132,8 +132,10 @@ def test_make_synthetic_command(tmp_path, capsys):
     assert cli.main(["make-synthetic", "--preset", "qxslab", "--pairs", "4", "--size", "32", str(out)]) == 0
     assert "wrote 4 simulated qxslab pairs" in capsys.readouterr().out
     assert find_pairs(out).layout == "qxslab" and len(find_pairs(out)) == 4
-    assert cli.main(["make-synthetic", "--preset", "sentinel", "--pairs", "3", "--size", "32",
-                     "-o", str(tmp_path / "s")]) == 0
+    assert (
+        cli.main(["make-synthetic", "--preset", "sentinel", "--pairs", "3", "--size", "32", "-o", str(tmp_path / "s")])
+        == 0
+    )
     assert find_pairs(tmp_path / "s").layout == "sen12"
     capsys.readouterr()
     for outputs, given in (([], "neither"), ([str(tmp_path / "a"), "-o", str(tmp_path / "b")], "both")):
@@ -162,5 +164,7 @@ def test_make_synthetic_under_a_file_is_one_line(tmp_path, cli_error):
     blocker.write_bytes(b"not a folder")
     for out in (blocker / "ms", blocker):
         line = cli_error(["make-synthetic", "--preset", "qxslab", "--pairs", "2", "--size", "32", str(out)])
-        assert line == f"sar2opt make-synthetic: error: Expected a writable output folder, received {out} " \
-                       f"({blocker} is a file)"
+        assert (
+            line == f"sar2opt make-synthetic: error: Expected a writable output folder, received {out} "
+            f"({blocker} is a file)"
+        )

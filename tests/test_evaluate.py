@@ -6,20 +6,19 @@ import os
 import shutil
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-import keras
-
 from keras_sar2opt import metrics
 from keras_sar2opt.cli import main
 from keras_sar2opt.data import find_pairs, load_pair, save_split, split_pairs
+from keras_sar2opt.data.grids import sample_grid
 from keras_sar2opt.data.io import read_image
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.evaluation import FID_SKIPPED, METRICS, evaluate
-from keras_sar2opt.reports.grids import sample_grid
 
 SIZE = 32
 MEDIAN_GAMMA = [("median", {"window": 7}), ("gamma", {"gamma": 7.0, "convention": "power"})]
@@ -111,20 +110,29 @@ def test_split_file_split_choice_and_limit(data, model_path, tmp_path, caplog):
     assert list(frame["name"]) == [pair.name for pair in split["val"]]
     assert summary["pairs"] == len(split["val"])
     assert summary["split_source"] == f"the split file {(tmp_path / 'split.json').resolve()}"
-    assert f"- Split: val ({len(split['val'])} pairs) of the split file {(tmp_path / 'split.json').resolve()}\n" in \
-        (tmp_path / "val" / "summary.md").read_text()
+    assert (
+        f"- Split: val ({len(split['val'])} pairs) of the split file {(tmp_path / 'split.json').resolve()}\n"
+        in (tmp_path / "val" / "summary.md").read_text()
+    )
     moved = shutil.copytree(data, tmp_path / "moved")  # a split holds for its data moved elsewhere
-    summary = evaluate(model, moved, tmp_path / "moved-val", split="val", split_file=tmp_path / "split.json",
-                       progress=False)
-    assert pd.read_csv(tmp_path / "moved-val" / "per_image.csv", dtype={"name": str})["name"].tolist() == \
-        [pair.name for pair in split["val"]]
+    summary = evaluate(
+        model, moved, tmp_path / "moved-val", split="val", split_file=tmp_path / "split.json", progress=False
+    )
+    assert pd.read_csv(tmp_path / "moved-val" / "per_image.csv", dtype={"name": str})["name"].tolist() == [
+        pair.name for pair in split["val"]
+    ]
     listing = tmp_path / "lists" / "pairs.csv"  # the same pairs listed in a CSV file, paths from its folder
     listing.parent.mkdir()
-    listing.write_text("sar,optical\n" + "".join(f"{os.path.relpath(p.sar, listing.parent)},"
-                                                 f"{os.path.relpath(p.optical, listing.parent)}\n"
-                                                 for p in find_pairs(data).pairs))
-    summary = evaluate(model, listing, tmp_path / "csv", split="val", split_file=tmp_path / "split.json",
-                       progress=False)
+    listing.write_text(
+        "sar,optical\n"
+        + "".join(
+            f"{os.path.relpath(p.sar, listing.parent)},{os.path.relpath(p.optical, listing.parent)}\n"
+            for p in find_pairs(data).pairs
+        )
+    )
+    summary = evaluate(
+        model, listing, tmp_path / "csv", split="val", split_file=tmp_path / "split.json", progress=False
+    )
     assert summary["pairs"] == len(split["val"]) and summary["dataset"]["path"] == str(listing.resolve())
     summary = evaluate(model, data, tmp_path / "all", split="all", limit=5, sample_rows=2, progress=False)
     assert summary["pairs"] == 5 and len(pd.read_csv(tmp_path / "all" / "per_image.csv")) == 5
@@ -145,7 +153,15 @@ def test_skipped_pairs_are_listed_and_left_out_of_the_split(data, model_path, tm
     damaged = shutil.copytree(data, tmp_path / "damaged")
     bad = split["test"][0]
     (damaged / Path(bad.optical).relative_to(data)).write_bytes(b"not a png")
-    argv = ["evaluate", "--model", str(model_path), "--data", str(damaged), "--split-file", str(tmp_path / "split.json")]
+    argv = [
+        "evaluate",
+        "--model",
+        str(model_path),
+        "--data",
+        str(damaged),
+        "--split-file",
+        str(tmp_path / "split.json"),
+    ]
     assert main([*argv, "-o", str(tmp_path / "strict")]) == 1
     assert main([*argv, "-o", str(tmp_path / "out"), "--on-bad", "skip"]) == 0
     assert "test split; 1 bad pairs of the dataset left out" in capsys.readouterr().out
@@ -163,9 +179,14 @@ def test_skipped_pairs_are_listed_and_left_out_of_the_split(data, model_path, tm
 
 
 def test_evaluate_errors(data, model_path, tmp_path, capsys):
-    assert main(["evaluate", "--model", str(tmp_path / "none.keras"), "--data", str(data), "-o", str(tmp_path / "o")]) == 1
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "none.keras"), "--data", str(data), "-o", str(tmp_path / "o")]) == 1
+    )
     assert "does not exist" in capsys.readouterr().err
-    assert main(["evaluate", "--model", str(model_path), "--data", str(tmp_path / "nodata"), "-o", str(tmp_path / "o")]) == 1
+    assert (
+        main(["evaluate", "--model", str(model_path), "--data", str(tmp_path / "nodata"), "-o", str(tmp_path / "o")])
+        == 1
+    )
     assert "--data" in capsys.readouterr().err
     other = write_synthetic(tmp_path / "other", "qxslab", 40, "qxslab", size=64, seed=3, progress=False)
     save_split(split_pairs(find_pairs(other).pairs), tmp_path / "other_split.json")  # names 1..40; data: 1..30

@@ -28,7 +28,9 @@ def test_experiments_follow_tables_6_and_7():
     assert lora_config.lora_targets == tuple(f"enc{k}" for k in range(1, 9)) and lora_config.also_train == ()
     for config in (full, lora_config):
         assert (config.generator, config.discriminator, config.image_size) == (
-            "pix2pix_generator", "pix2pix_discriminator", 256
+            "pix2pix_generator",
+            "pix2pix_discriminator",
+            256,
         )
         assert "d_optimizer" in config.assumed
 
@@ -47,8 +49,12 @@ def test_lora_fit_keeps_every_base_weight_and_changes_every_adapter():
         config, lambda: (finetune.adapt_generator(finetune.rebuild(base), config), patchgan_discriminator(SIZE))
     )
     generator = model.generator
-    adapters = {w.path for layer in generator.layers if isinstance(layer, lora.LoRAConv)
-                for w in (layer.lora_a.kernel, layer.lora_b.kernel)}
+    adapters = {
+        w.path
+        for layer in generator.layers
+        if isinstance(layer, lora.LoRAConv)
+        for w in (layer.lora_a.kernel, layer.lora_b.kernel)
+    }
     assert {w.path for w in generator.trainable_weights} == adapters and len(adapters) == 2 * len(targets)
     before = {w.path: np.array(w) for w in generator.weights}
     dataset = tf.data.Dataset.from_tensor_slices(_pairs(6, 0)).batch(2)
@@ -127,12 +133,18 @@ def test_load_network_checks_size_and_inputs(tmp_path):
         (["--experiment", "finetune-full", "--also-train", "head"], "--also-train only with --experiment finetune-"),
         (["--experiment", "patchgan", "--generator", "g.keras"], "--generator only with --experiment finetune-full or"),
         (["--experiment", "finetune-full", "--generator", "missing.keras"], "--generator to be a .keras, .pth or"),
-        (["--experiment", "finetune-lora", "--rank", "0"], "Expected rank (--rank) to be a positive integer, received 0"),
+        (
+            ["--experiment", "finetune-lora", "--rank", "0"],
+            "Expected rank (--rank) to be a positive integer, received 0",
+        ),
         (["--experiment", "finetune-lora", "--lora-dropout", "1"], "Expected dropout (--lora-dropout) to be in [0, 1)"),
         (["--experiment", "finetune-lora", "--pretrain-epochs", "0"], "Expected --pretrain-epochs to be a positive"),
         (["--experiment", "finetune-full", "--generator", "g.keras", "--cache", "c"], "only without --generator"),
         (["--experiment", "finetune-full", "--data", "."], "Expected --generator with --data ."),
-        (["--experiment", "finetune-lora", "--batch-size", "0"], "Expected batch_size (--batch-size) to be a positive integer"),
+        (
+            ["--experiment", "finetune-lora", "--batch-size", "0"],
+            "Expected batch_size (--batch-size) to be a positive integer",
+        ),
     ],
 )
 def test_bad_options_fail_in_one_line_before_any_work(argv, message, tmp_path, capsys, monkeypatch):
@@ -173,25 +185,42 @@ PIX2PIX_BLOCKS = ", ".join([f"enc{k}" for k in range(1, 9)] + [f"dec{k}" for k i
         (["--data", "pairs", "--epochs", "0"], "Expected epochs (--epochs) to be a positive integer, received 0"),
         (["--data", "pairs", "--rank", "0"], "Expected rank (--rank) to be a positive integer, received 0"),
         (["--data", "pairs", "--alpha", "0"], "Expected alpha (--alpha) to be a positive number, received 0.0"),
-        (["--data", "pairs", "--lora-dropout", "1.5"], "Expected dropout (--lora-dropout) to be in [0, 1), received 1.5"),
-        (["--data", "pairs", "--targets", "enc1,enc9"], "Expected targets (--targets) to name convolutions or block "
-                                                        f"prefixes of model 'pix2pix_generator' ({PIX2PIX_BLOCKS}), received 'enc9'"),
-        (["--data", "pairs", "--also-train", "dec9"], "Expected also_train (--also-train) to name layers or block "
-                                                      f"prefixes of model 'pix2pix_generator' ({PIX2PIX_BLOCKS}), received 'dec9'"),
-        (["--data", "pairs", "--also-train", "enc8,head"], "Expected also_train (--also-train) to exclude the LoRA "
-                                                           "targets (--targets), received enc8 in both"),
-        (["--data", "pairs", "--image-size", "128"], "Expected image_size (--image-size) for pix2pix_generator to be a "
-                                                     "multiple of 256 (at least 256), received 128"),
-        (["--data", "pairs", "--l1-weight", "-1"], "Expected l1_weight (--l1-weight) to be a non-negative number, "
-                                                   "received -1.0"),
+        (
+            ["--data", "pairs", "--lora-dropout", "1.5"],
+            "Expected dropout (--lora-dropout) to be in [0, 1), received 1.5",
+        ),
+        (
+            ["--data", "pairs", "--targets", "enc1,enc9"],
+            "Expected targets (--targets) to name convolutions or block "
+            f"prefixes of model 'pix2pix_generator' ({PIX2PIX_BLOCKS}), received 'enc9'",
+        ),
+        (
+            ["--data", "pairs", "--also-train", "dec9"],
+            "Expected also_train (--also-train) to name layers or block "
+            f"prefixes of model 'pix2pix_generator' ({PIX2PIX_BLOCKS}), received 'dec9'",
+        ),
+        (
+            ["--data", "pairs", "--also-train", "enc8,head"],
+            "Expected also_train (--also-train) to exclude the LoRA targets (--targets), received enc8 in both",
+        ),
+        (
+            ["--data", "pairs", "--image-size", "128"],
+            "Expected image_size (--image-size) for pix2pix_generator to be a "
+            "multiple of 256 (at least 256), received 128",
+        ),
+        (
+            ["--data", "pairs", "--l1-weight", "-1"],
+            "Expected l1_weight (--l1-weight) to be a non-negative number, received -1.0",
+        ),
         (["--data", "notes"], "Expected a known dataset layout"),
         (["--data", "stack.csv"], "received 12: choose 1 or 3 with --optical-bands"),
         (["--data", "pairs"], "Expected at least 32 training pairs (the batch size)"),
         (["--targets", "enc9"], "Expected targets (--targets) to name convolutions"),  # before a pre-training
     ],
 )
-def test_finetuning_checks_options_and_data_before_the_generator_loads(argv, message, datasets, tmp_path, monkeypatch,
-                                                                       cli_error):
+def test_finetuning_checks_options_and_data_before_the_generator_loads(
+    argv, message, datasets, tmp_path, monkeypatch, cli_error
+):
     def refuse(*args, **kwargs):
         raise AssertionError("the generator was loaded or pre-trained before the options were checked")
 
@@ -211,14 +240,35 @@ def test_finetuning_scans_its_data_once_and_reruns_a_finished_run(datasets, tmp_
 
     scans = []
     find_pairs = keras_sar2opt.data.find_pairs
-    monkeypatch.setattr(keras_sar2opt.data, "find_pairs", lambda *args, **kwargs: scans.append(args) or find_pairs(
-        *args, **kwargs))
+    monkeypatch.setattr(
+        keras_sar2opt.data, "find_pairs", lambda *args, **kwargs: scans.append(args) or find_pairs(*args, **kwargs)
+    )
     generator = tmp_path / "unet.keras"
     unet_generator(SIZE).save(generator)
     out = tmp_path / "run"
-    argv = ["train", "--experiment", "finetune-full", "--generator", str(generator), "--data", str(datasets / "pairs"),
-            "--image-size", str(SIZE), "--batch-size", "2", "--epochs", "1", "--steps-per-epoch", "1",
-            "--sample-every", "1", "--verbose", "0", "--out", str(out)]
+    argv = [
+        "train",
+        "--experiment",
+        "finetune-full",
+        "--generator",
+        str(generator),
+        "--data",
+        str(datasets / "pairs"),
+        "--image-size",
+        str(SIZE),
+        "--batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "1",
+        "--sample-every",
+        "1",
+        "--verbose",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert len(scans) == 1 and (out / "held_out.json").is_file()
     split = (out / "split.json").read_text()
@@ -249,8 +299,11 @@ def test_an_entry_script_refuses_another_experiment(capsys):
 def test_held_out_l1_is_measured_once_per_pair_of_weights(tmp_path, monkeypatch):
     measured = []
     start, tuned = unet_generator(image_size=SIZE), unet_generator(image_size=SIZE)
-    monkeypatch.setattr(finetune, "held_out_l1",
-                        lambda generator, **_: measured.append("start" if generator is start else "tuned") or 0.25)
+    monkeypatch.setattr(
+        finetune,
+        "held_out_l1",
+        lambda generator, **_: measured.append("start" if generator is start else "tuned") or 0.25,
+    )
     tuned.save(tmp_path / "generator.keras")
     measure = {"pairs": ["a", "b"]}
     first = finetune.measure_held_out(tmp_path, start, tmp_path / "start.keras", measure)

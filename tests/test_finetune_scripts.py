@@ -20,8 +20,15 @@ pytestmark = pytest.mark.slow
 SETTINGS = ["--pairs", "20", "--batch-size", "2", "--steps-per-epoch", "2", "--sample-every", "1", "--verbose", "0"]
 EPOCHS = {"lora_run": 2, "full_run": 1}
 # The pre-training those settings and --pretrain-epochs 2 name in the cache.
-PRETRAINING = {"image_size": 256, "batch_size": 2, "pairs": 20, "epochs": 2, "steps_per_epoch": 2,
-               "precision": "float32", "seed": 0}
+PRETRAINING = {
+    "image_size": 256,
+    "batch_size": 2,
+    "pairs": 20,
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "precision": "float32",
+    "seed": 0,
+}
 TABLE8_COLUMNS = ["d_loss", "g_loss", "g_l1", "val_d_loss", "val_g_loss", "val_g_l1"]
 
 
@@ -42,8 +49,19 @@ def cache(tmp_path_factory):
 def lora_run(tmp_path_factory, cache):
     """train_finetune_lora.py without --generator, adapters plus dec8 and head: (run folder, printed text)."""
     out = tmp_path_factory.mktemp("lora") / "run"
-    argv = [*SETTINGS, "--epochs", str(EPOCHS["lora_run"]), "--pretrain-epochs", "2", "--cache", str(cache),
-            "--also-train", "dec8,head", "--out", str(out)]
+    argv = [
+        *SETTINGS,
+        "--epochs",
+        str(EPOCHS["lora_run"]),
+        "--pretrain-epochs",
+        "2",
+        "--cache",
+        str(cache),
+        "--also-train",
+        "dec8,head",
+        "--out",
+        str(out),
+    ]
     return out, _train("finetune-lora", argv)
 
 
@@ -60,8 +78,17 @@ def full_run(tmp_path_factory, pretrained):
     discriminator = root / "discriminator.keras"
     pix2pix_discriminator(256).save(discriminator)
     out = root / "run"
-    argv = [*SETTINGS, "--epochs", str(EPOCHS["full_run"]), "--generator", str(pretrained),
-            "--discriminator", str(discriminator), "--out", str(out)]
+    argv = [
+        *SETTINGS,
+        "--epochs",
+        str(EPOCHS["full_run"]),
+        "--generator",
+        str(pretrained),
+        "--discriminator",
+        str(discriminator),
+        "--out",
+        str(out),
+    ]
     return out, _train("finetune-full", argv)
 
 
@@ -73,8 +100,17 @@ def _weights(model):
 def test_run_folder_and_lower_held_out_l1_after_finetuning(name, request):
     out, printed = request.getfixturevalue(name)
     epochs = EPOCHS[name]
-    for file in ("config.json", "split.json", "history.csv", "loss_curves.png", "accuracy_curves.png",
-                 f"samples/epoch_{epochs:03d}.png", "checkpoints/last.keras", "generator.keras", "held_out.json"):
+    for file in (
+        "config.json",
+        "split.json",
+        "history.csv",
+        "loss_curves.png",
+        "accuracy_curves.png",
+        f"samples/epoch_{epochs:03d}.png",
+        "checkpoints/last.keras",
+        "generator.keras",
+        "held_out.json",
+    ):
         assert (out / file).is_file() and (out / file).stat().st_size > 0, file
     history = pd.read_csv(out / "history.csv")
     assert len(history) == epochs and np.isfinite(history[TABLE8_COLUMNS].to_numpy()).all()
@@ -148,11 +184,22 @@ def test_full_run_trains_every_generator_kernel_from_the_given_networks(full_run
 
 def test_unknown_also_trained_layer_fails_before_data_is_written(pretrained, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--experiment", "finetune-lora", "--generator", str(pretrained), "--also-train", "dec9",
-            "--out", str(out)]
+    argv = [
+        "train",
+        "--experiment",
+        "finetune-lora",
+        "--generator",
+        str(pretrained),
+        "--also-train",
+        "dec9",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 1
     error = capsys.readouterr().err
     blocks = ", ".join([f"enc{k}" for k in range(1, 9)] + [f"dec{k}" for k in range(1, 9)] + ["head"])
-    assert f"Expected also_train (--also-train) to name layers or block prefixes of model 'pix2pix_generator' ({blocks}), " \
-           "received 'dec9'" in error
+    assert (
+        f"Expected also_train (--also-train) to name layers or block prefixes of model 'pix2pix_generator' ({blocks}), "
+        "received 'dec9'" in error
+    )
     assert not out.exists()

@@ -163,9 +163,7 @@ def test_load_adapters_errors(tmp_path):
         lora.load_adapters(tiny_model(), path, alpha=16)
     with pytest.raises(Sar2OptError, match=r"shape \(3, 3, 1, 2\) for 'enc1_conv/lora_a'"):
         lora.load_adapters(tiny_model(channels=1), path)
-    other = keras.Sequential(
-        [keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="enc1_conv")], name="other"
-    )
+    other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="enc1_conv")], name="other")
     with pytest.raises(Sar2OptError, match="dec1_conv .*'other'"):
         lora.load_adapters(other, path)
     with pytest.raises(Sar2OptError, match="not found"):
@@ -247,13 +245,17 @@ def test_pix2pix_lora_trainable_counts():
         dropout=0.1,
         also_train=("dec8", "head"),
     )
-    print(f"LoRA r=16 on enc1..enc8: {adapters_only_count:,} trainable (closed form {closed_form:,}); "
-          f"+ dec8 + head: {lora.count_trainable_parameters(with_decoder):,}; report: ~820,000")
+    print(
+        f"LoRA r=16 on enc1..enc8: {adapters_only_count:,} trainable (closed form {closed_form:,}); "
+        f"+ dec8 + head: {lora.count_trainable_parameters(with_decoder):,}; report: ~820,000"
+    )
     assert closed_form == adapters_only_count == 687_872
     assert lora.count_trainable_parameters(with_decoder) == 820_803
-    assert {w.path.split("/")[0] for w in with_decoder.trainable_weights} == set(
-        lora.PIX2PIX_ENCODER_TARGETS
-    ) | {"dec8_conv", "dec8_bn", "head_conv"}
+    assert {w.path.split("/")[0] for w in with_decoder.trainable_weights} == set(lora.PIX2PIX_ENCODER_TARGETS) | {
+        "dec8_conv",
+        "dec8_bn",
+        "head_conv",
+    }
     # Merging through the whole U-Net (skips, BatchNorm, 16 convolutions) in float32.
     rng = np.random.default_rng(3)
     for layer in wrappers(with_decoder):

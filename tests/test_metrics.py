@@ -30,8 +30,7 @@ def _structured_pair(rng, shape=(3, 48, 40, 3)):
     scenes = []
     for b in range(batch):
         bands = [
-            0.5 + 0.4 * np.sin(2 * np.pi * (1 + b) * xx + c) * np.cos(3 * np.pi * yy * (c + 1))
-            for c in range(channels)
+            0.5 + 0.4 * np.sin(2 * np.pi * (1 + b) * xx + c) * np.cos(3 * np.pi * yy * (c + 1)) for c in range(channels)
         ]
         scenes.append(np.stack(bands, axis=-1))
     clean = np.stack(scenes)
@@ -50,8 +49,13 @@ def _skimage_reference(pred, target, value_range):
     psnr = [peak_signal_noise_ratio(t, p, data_range=1.0) for p, t in zip(pred, target)]
     ssim = [
         structural_similarity(
-            t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-            data_range=1.0, channel_axis=-1,
+            t,
+            p,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=-1,
         )
         for p, t in zip(pred, target)
     ]
@@ -115,9 +119,7 @@ def test_mae_and_rmse_exact(value_range):
     pred, target = _from_unit(pred_unit, value_range), _from_unit(target_unit, value_range)
 
     np.testing.assert_allclose(metrics.mae(pred, target, value_range), [0.125, 0.5], rtol=1e-6)
-    np.testing.assert_allclose(
-        metrics.rmse(pred, target, value_range), [np.sqrt(0.0625 / 2), 0.5], rtol=1e-6
-    )
+    np.testing.assert_allclose(metrics.rmse(pred, target, value_range), [np.sqrt(0.0625 / 2), 0.5], rtol=1e-6)
 
 
 def test_tensor_and_numpy_inputs_agree():
@@ -183,10 +185,7 @@ def test_frechet_distance_matches_scipy_sqrtm_and_handles_singular_covariances()
     a, b = rng.standard_normal((5, 5)), rng.standard_normal((5, 5))
     mu1, mu2 = rng.standard_normal(5), rng.standard_normal(5)
     sigma1, sigma2 = a @ a.T, b @ b.T
-    expected = (
-        np.sum((mu1 - mu2) ** 2)
-        + np.trace(sigma1 + sigma2 - 2 * np.real(linalg.sqrtm(sigma1 @ sigma2)))
-    )
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1 + sigma2 - 2 * np.real(linalg.sqrtm(sigma1 @ sigma2)))
     assert metrics.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-8)
 
     # Fewer samples than dimensions, as with small FID sets: rank-deficient, still finite and symmetric.
@@ -263,7 +262,8 @@ def test_another_models_weights_file_is_one_line_without_keras_warnings(tmp_path
     weights_path.write_bytes(b"stand-in")
 
     def other_weights(**kwargs):  # what Keras does with a file of another model's weights
-        warnings.warn("A total of 188 objects could not be loaded. Example error message for object <Conv2D>:\n...")
+        message = "A total of 188 objects could not be loaded. Example error message for object <Conv2D>:\n..."
+        warnings.warn(message, stacklevel=2)
         raise ValueError("A total of 188 objects could not be loaded.\nLayer 'conv2d' expected 1 variables")
 
     monkeypatch.setattr(keras.applications, "InceptionV3", other_weights)
@@ -271,5 +271,7 @@ def test_another_models_weights_file_is_one_line_without_keras_warnings(tmp_path
         warnings.simplefilter("error")  # a warning escaping would fail here
         with pytest.raises(Sar2OptError) as error:
             metrics.load_inception(str(weights_path))
-    assert str(error.value) == (f"Expected InceptionV3 (include_top=False) weights in {weights_path}, received: "
-                                "A total of 188 objects could not be loaded.")
+    assert str(error.value) == (
+        f"Expected InceptionV3 (include_top=False) weights in {weights_path}, received: "
+        "A total of 188 objects could not be loaded."
+    )

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.models.pix2pix import GENERATOR_BLOCKS
 from keras_sar2opt.models import (
     INPUT_SIZES,
     MODELS,
@@ -20,6 +19,7 @@ from keras_sar2opt.models import (
     unet_generator,
     wgan_critic,
 )
+from keras_sar2opt.models.pix2pix import GENERATOR_BLOCKS
 
 # Transcribed from the report: (our layers covering the row, output shape, parameters).
 TABLE_1 = [
@@ -74,8 +74,7 @@ PIX2PIX_TRAINABLE = 54_541_827
 PIX2PIX_TOTAL = 54_552_835
 # Pix2Pix decoder convolutions (in, out channels), dec1..dec8: the upsample variant replaces
 # each bias-free 4x4 transposed conv (16*in*out weights) by a bias-free 3x3 conv (9*in*out).
-DECODER_CHANNELS = [(512, 512), (1024, 512), (1024, 512), (1024, 512), (1024, 256),
-                    (512, 128), (256, 64), (128, 64)]
+DECODER_CHANNELS = [(512, 512), (1024, 512), (1024, 512), (1024, 512), (1024, 256), (512, 128), (256, 64), (128, 64)]
 UPSAMPLE_SAVING = sum((16 - 9) * cin * cout for cin, cout in DECODER_CHANNELS)
 
 
@@ -178,10 +177,8 @@ def test_pix2pix_pytorch_constants(models):
 @pytest.mark.parametrize(
     "name, concats",
     [
-        ("pix2pix_generator", [(f"dec{k}_concat", f"enc{8 - k}_lrelu", f"dec{k}_relu")
-                               for k in range(1, 8)]),
-        ("unet_generator", [(f"dec{k}_concat", f"enc{4 - k}_lrelu", f"dec{k}_relu")
-                            for k in range(1, 4)]),
+        ("pix2pix_generator", [(f"dec{k}_concat", f"enc{8 - k}_lrelu", f"dec{k}_relu") for k in range(1, 8)]),
+        ("unet_generator", [(f"dec{k}_concat", f"enc{4 - k}_lrelu", f"dec{k}_relu") for k in range(1, 4)]),
     ],
 )
 def test_skip_concatenation_puts_the_encoder_first(models, name, concats):
@@ -286,8 +283,7 @@ def round_trip(model, path):
     assert loaded.name == model.name
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
     expected = keras.ops.convert_to_numpy(model(inputs, training=False))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(inputs, training=False)),
-                               expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(inputs, training=False)), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -16,8 +16,7 @@ import tifffile
 from safetensors.numpy import save as save_safetensors
 
 from keras_sar2opt.convert.pth_reader import read_checkpoint, read_state_dict
-from keras_sar2opt.data import Pair, find_pairs, load_pair
-from keras_sar2opt.data import io
+from keras_sar2opt.data import Pair, find_pairs, io, load_pair
 from keras_sar2opt.data.io import read_image
 from keras_sar2opt.errors import Sar2OptError
 
@@ -50,7 +49,7 @@ def _pickle_state_dict(shapes):
     for key, (name, shape) in enumerate(shapes.items()):
         storage = b"(" + text("storage") + named("torch", "FloatStorage") + text(str(key)) + text("cpu")
         storage += integer(int(np.prod(shape))) + b"tQ"  # a persistent id
-        strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+        strides = [int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
         arguments = storage + integer(0) + integers(shape) + integers(strides) + b"\x89" + ordered_dict
         out += text(name) + named("torch._utils", "_rebuild_tensor_v2") + b"(" + arguments + b"tRs"
     return out + b"."
@@ -82,7 +81,7 @@ def _tiff_with_size(path, width, height):
         offsets = [tags[name].valueoffset for name in ("ImageWidth", "ImageLength")]
         kinds = ["<I" if tags[name].dtype == 4 else "<H" for name in ("ImageWidth", "ImageLength")]
     for offset, kind, value in zip(offsets, kinds, (width, height)):
-        data[offset:offset + struct.calcsize(kind)] = struct.pack(kind, value)
+        data[offset : offset + struct.calcsize(kind)] = struct.pack(kind, value)
     return bytes(data)
 
 
@@ -99,8 +98,9 @@ def _seeds(folder):
     tifffile.imwrite(folder / "rgb.tif", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8), compression="zlib")
     tensors = {"enc.weight": rng.normal(size=(4, 3, 2, 2)).astype(np.float32), "enc.bias": np.zeros(4, np.float32)}
     _write_pth(folder / "state.pth", tensors)
-    assert {k: v.tolist() for k, v in read_state_dict(folder / "state.pth").items()} == \
-           {k: v.tolist() for k, v in tensors.items()}  # the hand-written torch.save format reads back
+    assert {k: v.tolist() for k, v in read_state_dict(folder / "state.pth").items()} == {
+        k: v.tolist() for k, v in tensors.items()
+    }  # the hand-written torch.save format reads back
     (folder / "state.safetensors").write_bytes(save_safetensors(tensors))
     for name in ("float.tif", "rgb.tif", "state.pth", "state.safetensors"):
         seeds[name] = (folder / name).read_bytes()
@@ -220,12 +220,15 @@ def small_pixel_limit(monkeypatch):
 def test_mutated_and_crafted_files_give_a_result_or_one_line_error(tmp_path, small_pixel_limit, caplog):
     seeds = _seeds(tmp_path)
     rng = random.Random(7)
-    cases = [(f"{name}:{index}", name, *_mutate(data, rng))
-             for name, data in seeds.items() for index in range(MUTANTS_PER_SEED)]
+    cases = [
+        (f"{name}:{index}", name, *_mutate(data, rng))
+        for name, data in seeds.items()
+        for index in range(MUTANTS_PER_SEED)
+    ]
     cases += [(f"crafted {name}", name, "crafted", data) for name, data in _crafted(tmp_path).items()]
     assert len(cases) >= 200
     outcomes = {}
-    for number, (case, name, kind, data) in enumerate(cases):
+    for number, (case, name, _kind, data) in enumerate(cases):
         folder = tmp_path / f"case{number}"
         with _time_limit(TIME_LIMIT, case):
             if name.endswith((".png", ".tif")):
@@ -270,14 +273,27 @@ def test_hostile_files_through_the_command_line_give_one_line_and_exit_1(tmp_pat
 
     data = tmp_path / "data"
     sar = _dataset(data, "x.png", _png_with_size(100_000, 100_000))
-    train = ["train", "--experiment", "patchgan", "--image-size", "32", "--data", str(data), "--out",
-             str(tmp_path / "run"), "--verbose", "0"]
+    train = [
+        "train",
+        "--experiment",
+        "patchgan",
+        "--image-size",
+        "32",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--verbose",
+        "0",
+    ]
     assert str(sar) in cli_error(train)
     sar.unlink()
     sar.symlink_to(sar.name)  # a symbolic link loop
     line = cli_error(train)
-    assert line == f"sar2opt train: error: Expected an image file, received {sar}, a symbolic link that loops " \
-                   "or leads nowhere"
+    assert (
+        line == f"sar2opt train: error: Expected an image file, received {sar}, a symbolic link that loops "
+        "or leads nowhere"
+    )
     loop = tmp_path / "loop"
     loop.symlink_to(loop.name)
     line = cli_error([*train[:5], "--data", str(loop)])

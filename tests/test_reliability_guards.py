@@ -18,8 +18,19 @@ from keras_sar2opt.experiments import get_experiment
 from keras_sar2opt.training import run as training_run
 from keras_sar2opt.training.checkpoints import MANIFEST_FORMAT, CheckpointStore
 
-TRAIN = ["train", "--experiment", "patchgan", "--image-size", "32", "--pairs", "12", "--batch-size", "2",
-         "--verbose", "0"]
+TRAIN = [
+    "train",
+    "--experiment",
+    "patchgan",
+    "--image-size",
+    "32",
+    "--pairs",
+    "12",
+    "--batch-size",
+    "2",
+    "--verbose",
+    "0",
+]
 
 
 def _poison_batch(monkeypatch, index):
@@ -58,8 +69,23 @@ def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, c
     bad = split_pairs(find_pairs(data).pairs, seed=0)["val"][0].sar  # read for the sample grids, before fit()
     bad.write_bytes(b"not an image any more")
     monkeypatch.setattr(layouts, "check_pair", lambda *args: None)  # as if it broke after the scan
-    argv = ["train", "--experiment", "patchgan", "--image-size", "32", "--batch-size", "2", "--epochs", "1",
-            "--data", str(data), "--out", str(tmp_path / "run"), "--verbose", "0"]
+    argv = [
+        "train",
+        "--experiment",
+        "patchgan",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "run"),
+        "--verbose",
+        "0",
+    ]
     line = cli_error(argv)
     assert line == f"sar2opt train: error: Expected a readable .png image, received {bad}, which is not one"
 
@@ -68,8 +94,10 @@ def test_out_under_a_file_is_refused_before_any_work(tmp_path, cli_error):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     line = cli_error([*TRAIN, "--out", str(blocker / "run")])
-    assert line == f"sar2opt train: error: Expected a writable --output folder, received {blocker / 'run'} " \
-                   f"({blocker} is a file)"
+    assert (
+        line == f"sar2opt train: error: Expected a writable --output folder, received {blocker / 'run'} "
+        f"({blocker} is a file)"
+    )
 
 
 def test_too_little_disk_for_checkpoints_is_refused_before_data_generation(tmp_path, cli_error, monkeypatch):
@@ -96,11 +124,12 @@ def _recorded_run(out, **overrides):
 
 def test_rerun_with_other_settings_is_refused(tmp_path, capsys, cli_error):
     out = _recorded_run(tmp_path / "run")
-    line = cli_error([*TRAIN, "--epochs", "5", "--batch-size", "4", "--steps-per-epoch", "2",
-                                    "--out", str(out)])
-    assert line == (f"sar2opt train: error: Expected the settings recorded in {out / 'config.json'} to resume that "
-                    "run, received a different batch_size, steps_per_epoch; pass the same options, or another --output "
-                    "for a new run")
+    line = cli_error([*TRAIN, "--epochs", "5", "--batch-size", "4", "--steps-per-epoch", "2", "--out", str(out)])
+    assert line == (
+        f"sar2opt train: error: Expected the settings recorded in {out / 'config.json'} to resume that "
+        "run, received a different batch_size, steps_per_epoch; pass the same options, or another --output "
+        "for a new run"
+    )
 
 
 def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path):
@@ -116,8 +145,9 @@ def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path
         training_run.check_same_run(out, config, {"precision": "mixed_bfloat16"}, other)
 
 
-def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_evaluation(tmp_path, cli_error,
-                                                                                        monkeypatch):
+def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_evaluation(
+    tmp_path, cli_error, monkeypatch
+):
     from keras_sar2opt.cli import main
 
     scalings = []
@@ -138,8 +168,23 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     assert scalings == [(expected, {"range": [0.0, 200.0]})] * 3  # training stream, validation, sample grid
     run = json.loads((out / "config.json").read_text())["run"]
     assert run["sar_options"] == expected and run["optical_options"] == {"range": [0.0, 200.0]}
-    line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), "--sar-input", "image", "--percentiles", "1", "99",
-                      "--optical-range", "0", "200"])
+    line = cli_error(
+        [
+            *TRAIN,
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--sar-input",
+            "image",
+            "--percentiles",
+            "1",
+            "99",
+            "--optical-range",
+            "0",
+            "200",
+        ]
+    )
     assert "received a different sar_options; pass the same options" in line
     line = cli_error([*TRAIN, "--epochs", "2", "--out", str(out), *scaling[:-3]])
     assert "received a different optical_options; pass the same options" in line
@@ -163,8 +208,10 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     assert summary["sar_options"] == {"input": "image", "percentiles": [5.0, 95.0], "band": 1}
     assert summary["optical_options"] == {"range": [0.0, 200.0], "bands": [3, 2, 1]}
     markdown = (tmp_path / "eval-db" / "summary.md").read_text()
-    assert "- Scaling to [0, 1]: SAR input image, percentiles 5..95, band 1; optical range 0..200, bands 3 2 1\n" \
+    assert (
+        "- Scaling to [0, 1]: SAR input image, percentiles 5..95, band 1; optical range 0..200, bands 3 2 1\n"
         in markdown
+    )
     (out / "config.json").unlink()
     line = cli_error([*evaluation, "-o", str(tmp_path / "eval-lost")])
     assert line.endswith(f"received {out / 'split.json'} without a config.json beside it")
@@ -180,8 +227,11 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
     assert main([*TRAIN, "--epochs", "1", "--out", str(out), "--split-group", r"(\d)$"]) == 0  # names 1..12
     split = json.loads((out / "split.json").read_text())
     last_digits = {name: {entry["name"][-1] for entry in split[name]} for name in ("train", "val", "test")}
-    assert not (last_digits["train"] & last_digits["val"] or last_digits["train"] & last_digits["test"]
-                or last_digits["val"] & last_digits["test"])
+    assert not (
+        last_digits["train"] & last_digits["val"]
+        or last_digits["train"] & last_digits["test"]
+        or last_digits["val"] & last_digits["test"]
+    )
     assert sum(len(split[name]) for name in last_digits) == 12
     run = json.loads((out / "config.json").read_text())["run"]
     assert run["split_group"] == r"(\d)$" and run["tile_size"] == [32, 32]
@@ -208,8 +258,10 @@ def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one
     test_pair = next(pair for pair in find_pairs(data).pairs if pair.name == json.loads(split)["test"][0]["name"])
     test_pair.sar.unlink(), test_pair.optical.unlink()
     line = cli_error([*argv, "--epochs", "3"])
-    assert line.endswith(f"received '{test_pair.name}', which it lacks; pass the data of the run to resume, or "
-                         "another --output for a new run")
+    assert line.endswith(
+        f"received '{test_pair.name}', which it lacks; pass the data of the run to resume, or "
+        "another --output for a new run"
+    )
 
     # Other data holding every recorded name resumes, with a warning naming both places.
     trained_on = json.loads((out / "config.json").read_text())["run"]["data"]
@@ -221,12 +273,16 @@ def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one
     # Its data moved: --resume says so, and takes the new place as --data; evaluate likewise.
     moved = grown.rename(tmp_path / "moved")
     line = cli_error(["train", "--resume", str(out), "--epochs", "4", "--verbose", "0"])
-    assert line.endswith(f"Expected the run's data {found} (recorded in {out / 'config.json'}), received nothing "
-                         "there; if it moved, pass --data NEW_PATH beside --resume")
+    assert line.endswith(
+        f"Expected the run's data {found} (recorded in {out / 'config.json'}), received nothing "
+        "there; if it moved, pass --data NEW_PATH beside --resume"
+    )
     evaluation = ["evaluate", "--model", str(out / "generator.keras"), "--split-file", str(out / "split.json")]
     line = cli_error([*evaluation, "-o", str(tmp_path / "eval")])
-    assert line.endswith(f"Expected the run's data {found} (recorded in {out / 'config.json'}), received nothing "
-                         "there; if it moved, pass --data NEW_PATH")
+    assert line.endswith(
+        f"Expected the run's data {found} (recorded in {out / 'config.json'}), received nothing "
+        "there; if it moved, pass --data NEW_PATH"
+    )
     assert main(["train", "--resume", str(out), "--data", str(moved), "--epochs", "4", "--verbose", "0"]) == 0
     assert len(pd.read_csv(out / "history.csv")) == 4
     assert main([*evaluation, "-o", str(tmp_path / "eval")]) == 0  # config.json now names the new place
@@ -240,9 +296,11 @@ def test_resume_of_a_fine_tuning_run_gives_the_command_that_resumes_it(tmp_path,
     settings = {"experiment": get_experiment("finetune-full").to_dict(), "run": run}
     (out / "config.json").write_text(json.dumps(settings))
     line = cli_error(["train", "--resume", str(out)])
-    assert line.endswith(f"received the fine-tuning run {out}, which resumes by rerunning its command: "
-                         f"cd '{tmp_path / 'my data'}' && train_finetune_full.py --generator 'g 1.pth' --data qx "
-                         "--output run")
+    assert line.endswith(
+        f"received the fine-tuning run {out}, which resumes by rerunning its command: "
+        f"cd '{tmp_path / 'my data'}' && train_finetune_full.py --generator 'g 1.pth' --data qx "
+        "--output run"
+    )
 
 
 def test_an_interrupted_training_says_how_to_continue(monkeypatch, capsys):
@@ -268,9 +326,12 @@ def test_corrupt_manifest_is_named(tmp_path, capsys, cli_error):
 @pytest.mark.parametrize(
     "extra, expected",
     [
-        (["--batch-size", "4", "--no-augment", "-o", "x"], "Expected only --epochs, --verbose and --data beside "
-                                                             "--resume (the run's config.json holds the rest), "
-                                                             "received --output, --batch-size, --no-augment"),
+        (
+            ["--batch-size", "4", "--no-augment", "-o", "x"],
+            "Expected only --epochs, --verbose and --data beside "
+            "--resume (the run's config.json holds the rest), "
+            "received --output, --batch-size, --no-augment",
+        ),
         (["--experiment", "wgan"], "Expected a run of 'wgan' to resume, received {out}/config.json of 'patchgan'"),
     ],
 )

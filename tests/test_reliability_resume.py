@@ -24,8 +24,23 @@ from keras_sar2opt.training.checkpoints import CheckpointStore
 # patchgan at 32x32, 12 synthetic pairs (10 for training: 5 batches of 2 per pass), 3 epochs of
 # 6 steps: each epoch takes a second or more and crosses a pass over the data.
 EPOCHS = 3
-TRAIN = ["train", "--experiment", "patchgan", "--image-size", "32", "--pairs", "12", "--batch-size", "2",
-         "--epochs", str(EPOCHS), "--steps-per-epoch", "6", "--verbose", "0"]
+TRAIN = [
+    "train",
+    "--experiment",
+    "patchgan",
+    "--image-size",
+    "32",
+    "--pairs",
+    "12",
+    "--batch-size",
+    "2",
+    "--epochs",
+    str(EPOCHS),
+    "--steps-per-epoch",
+    "6",
+    "--verbose",
+    "0",
+]
 
 
 def _command(out, *extra):
@@ -81,8 +96,11 @@ def runs(tmp_path_factory):
     logs = {name: root / f"{name}.log" for name in ("whole", "killed", "rerun")}
     processes = []
     # The runs overlap: each spends much of its time single-threaded (imports, tracing).
-    with open(logs["whole"], "w") as whole_log, open(logs["killed"], "w") as killed_log, \
-            open(logs["rerun"], "w") as rerun_log:
+    with (
+        open(logs["whole"], "w") as whole_log,
+        open(logs["killed"], "w") as killed_log,
+        open(logs["rerun"], "w") as rerun_log,
+    ):
         try:
             straight = _start(whole, whole_log)
             processes.append(straight)
@@ -98,8 +116,13 @@ def runs(tmp_path_factory):
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-    return {"whole": whole, "killed": killed, "at_kill": at_kill, "rerun": rerun.returncode,
-            "rerun_log": logs["rerun"].read_text()}
+    return {
+        "whole": whole,
+        "killed": killed,
+        "at_kill": at_kill,
+        "rerun": rerun.returncode,
+        "rerun_log": logs["rerun"].read_text(),
+    }
 
 
 @pytest.mark.slow
@@ -128,8 +151,13 @@ def test_resume_refuses_a_corrupt_last_checkpoint_and_falls_back_to_the_previous
     (run / "checkpoints" / "best.keras").unlink()
 
     # In a process of its own, so the run's deterministic ops apply as they did to the straight run.
-    done = subprocess.run([sys.executable, "-m", "keras_sar2opt.cli", "train", "--resume", str(run),
-                           "--verbose", "0"], capture_output=True, text=True, env=_environment(), timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_sar2opt.cli", "train", "--resume", str(run), "--verbose", "0"],
+        capture_output=True,
+        text=True,
+        env=_environment(),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     refusal = [line for line in done.stderr.splitlines() if "Refusing checkpoint" in line]
     assert len(refusal) == 1 and str(last) in refusal[0] and "truncated or corrupt" in refusal[0]
@@ -214,7 +242,7 @@ def test_a_hard_linked_best_checkpoint_is_hashed_once(tmp_path, monkeypatch):
 
 
 def test_a_copied_best_checkpoint_newer_than_the_previous_replaces_a_corrupt_last(tmp_path, monkeypatch, caplog):
-    from keras_sar2opt.reports import files
+    from keras_sar2opt import files
 
     def no_hard_links(source, target):
         raise OSError("hard links not supported")

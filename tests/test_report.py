@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keras_sar2opt import paper
 from keras_sar2opt.cli import main
 from keras_sar2opt.data.io import write_png
 from keras_sar2opt.evaluation import FORMAT, summarize, write_evaluation
-from keras_sar2opt.reports import paper
 
 HISTORY_COLUMNS = ("d_loss", "g_loss", "g_adv", "g_l1", "d_real_acc", "d_fake_acc")
 
@@ -46,12 +46,23 @@ def make_evaluation(folder, role, seed=0):
     for column in ("psnr", "ssim", "mae", "rmse", "sam", "l1"):
         frame[column] = rng.uniform(0.1, 20.0, 3)
     summary = {
-        "format": FORMAT, "role": role, "model": "/models/pix2pix_gen_180.pth",
+        "format": FORMAT,
+        "role": role,
+        "model": "/models/pix2pix_gen_180.pth",
         "dataset": {"path": "/data/QXSLAB", "synthetic": None, "label": "data at `/data/QXSLAB`", "layout": "qxslab"},
-        "split": "test", "split_file": None, "seed": 0, "limit": None, "pairs": 3, "image_size": 16,
-        "preprocessing": [["median", {"window": 7}]], "sar_options": {}, "metrics": summarize(frame),
-        "units": {}, "fid": None, "fid_note": "skipped", "files": {"per_image": "per_image.csv",
-                                                                   "samples": "samples.png", "markdown": "summary.md"},
+        "split": "test",
+        "split_file": None,
+        "seed": 0,
+        "limit": None,
+        "pairs": 3,
+        "image_size": 16,
+        "preprocessing": [["median", {"window": 7}]],
+        "sar_options": {},
+        "metrics": summarize(frame),
+        "units": {},
+        "fid": None,
+        "fid_note": "skipped",
+        "files": {"per_image": "per_image.csv", "samples": "samples.png", "markdown": "summary.md"},
     }
     samples = [rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32) for _ in range(3)]
     return write_evaluation(folder, frame, samples, summary), summary
@@ -59,7 +70,7 @@ def make_evaluation(folder, role, seed=0):
 
 def markdown_table(text, heading):
     """The rows (lists of cell strings) of the first table after `heading`."""
-    lines = text[text.index(heading):].splitlines()
+    lines = text[text.index(heading) :].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = []
     for line in lines[start:]:
@@ -103,11 +114,30 @@ def report(tmp_path_factory):
 
 def test_report_has_every_section_and_figure_file(report):
     text, out = report["text"], report["out"]
-    for heading in ("## Table 2", "## Table 4", "## Table 8", "## Figures 1 and 2", "## Figure 3", "## Figure 4",
-                    "## Figure 5", "## Figure 6", "## Figure 7", "## Figure 8", "## Figure 9", "## Image metrics"):
+    for heading in (
+        "## Table 2",
+        "## Table 4",
+        "## Table 8",
+        "## Figures 1 and 2",
+        "## Figure 3",
+        "## Figure 4",
+        "## Figure 5",
+        "## Figure 6",
+        "## Figure 7",
+        "## Figure 8",
+        "## Figure 9",
+        "## Image metrics",
+    ):
         assert heading in text
-    for name in ("fig1_scratch.jpg", "fig2_scratch.jpg", "fig1_wgan.jpg", "fig6_full.png", "fig8_lora.png",
-                 "fig4_raw.jpg", "fig5_gamma.jpg"):
+    for name in (
+        "fig1_scratch.jpg",
+        "fig2_scratch.jpg",
+        "fig1_wgan.jpg",
+        "fig6_full.png",
+        "fig8_lora.png",
+        "fig4_raw.jpg",
+        "fig5_gamma.jpg",
+    ):
         assert (out / "figures" / name).stat().st_size > 0
         assert f"figures/{name}" in text
     # Figure 1 shows the report's epoch 10 when a grid exists; Figure 2 the last one (no epoch 130).
@@ -129,7 +159,7 @@ def test_table2_numbers_equal_csv_history_and_report(report):
     assert last["report_real_pct"] == 92.7 and last["report_fake_pct"] == 92.9
     assert last["ours_real_pct"] == round(100 * history["d_real_acc"].iloc[19], 2)
     assert last["ours_val_fake_pct"] == round(100 * history["val_d_fake_acc"].iloc[19], 2)
-    section = report["text"][report["text"].index("## Table 2"):report["text"].index("## Table 4")]
+    section = report["text"][report["text"].index("## Table 2") : report["text"].index("## Table 4")]
     assert "synthetic `qxslab` preset" in section
 
 
@@ -140,19 +170,25 @@ def test_table4_compares_the_three_discriminators(report):
     frame = pd.read_csv(report["out"] / "table4.csv")
     assert_same_numbers(rows, frame, [column for column, _, _ in TABLE4_COLUMNS])
     assert list(frame["discriminator"]) == ["From scratch", "PatchGAN", "WGAN critic"]
-    assert list(frame["report_accuracy_pct"].iloc[:2]) == [92.8, 54.0] and math.isnan(frame["report_accuracy_pct"].iloc[2])
+    assert list(frame["report_accuracy_pct"].iloc[:2]) == [92.8, 54.0] and math.isnan(
+        frame["report_accuracy_pct"].iloc[2]
+    )
     history = pd.read_csv(report["runs"]["patchgan"] / "history.csv")
     patchgan = frame.iloc[1]
     assert patchgan["ours_d_loss_std_last_epochs"] == pytest.approx(
-        round(history["d_loss"].iloc[-STABILITY_EPOCHS:].std(ddof=0), 4), abs=1e-12)
+        round(history["d_loss"].iloc[-STABILITY_EPOCHS:].std(ddof=0), 4), abs=1e-12
+    )
     assert patchgan["ours_final_accuracy_pct"] == pytest.approx(
-        round(50 * (history["d_real_acc"].iloc[-1] + history["d_fake_acc"].iloc[-1]), 2), abs=1e-12)
+        round(50 * (history["d_real_acc"].iloc[-1] + history["d_fake_acc"].iloc[-1]), 2), abs=1e-12
+    )
 
 
 def test_table8_puts_lora_losses_beside_the_reports(report):
     _, rows = markdown_table(report["text"], "## Table 8")
     frame = pd.read_csv(report["out"] / "table8_lora.csv")
-    assert_same_numbers(rows, frame, ["epoch"] + [f"{side}_{m}" for m in paper.TABLE8_COLUMNS for side in ("report", "ours")])
+    assert_same_numbers(
+        rows, frame, ["epoch"] + [f"{side}_{m}" for m in paper.TABLE8_COLUMNS for side in ("report", "ours")]
+    )
     assert list(frame["epoch"]) == sorted(paper.TABLE8_LOSSES)
     history = pd.read_csv(report["runs"]["lora"] / "history.csv")
     at25 = frame.set_index("epoch").loc[25]
@@ -163,7 +199,7 @@ def test_table8_puts_lora_losses_beside_the_reports(report):
 
 def test_figure6_names_real_data_and_metrics_table_matches_summaries(report):
     text = report["text"]
-    section = text[text.index("## Figure 6"):text.index("## Figure 7")]
+    section = text[text.index("## Figure 6") : text.index("## Figure 7")]
     assert f"data at `{report['runs']['full'].parent.parent / 'real'}`" in section
     _, rows = markdown_table(text, "## Figure 6")
     frame = pd.read_csv(report["out"] / "figure6_full.csv")
@@ -218,11 +254,21 @@ def test_findings_compare_figures_per_metric_with_the_best_of_several(tmp_path):
     by_figures = {row[2]: row for row in rows}
     assert "did not yield significantly better" not in text  # no fig9: the LoRA comparison and its quote are left out
     assert set(by_figures) == {"Fig. 3 vs Fig. 4", "Fig. 5 vs Fig. 4", "Fig. 7 vs Fig. 4", "Fig. 7 vs Fig. 5"}
-    assert by_figures["Fig. 3 vs Fig. 4"][3:] == ["20.00 vs 10.00 (holds)", "0.6000 vs 0.2000 (holds)",
-                                                  "5.00 vs 15.00 (holds)", "0.2000 vs 0.6000 (holds)", "4 of 4"]
+    assert by_figures["Fig. 3 vs Fig. 4"][3:] == [
+        "20.00 vs 10.00 (holds)",
+        "0.6000 vs 0.2000 (holds)",
+        "5.00 vs 15.00 (holds)",
+        "0.2000 vs 0.6000 (holds)",
+        "4 of 4",
+    ]
     # Figure 5's best per metric: PSNR 11 and L1 0.5 of the first, SSIM 0.25 of the second, SAM 16.
-    assert by_figures["Fig. 5 vs Fig. 4"][3:] == ["11.00 vs 10.00 (holds)", "0.2500 vs 0.2000 (holds)",
-                                                  "16.00 vs 15.00 (fails)", "0.5000 vs 0.6000 (holds)", "3 of 4"]
+    assert by_figures["Fig. 5 vs Fig. 4"][3:] == [
+        "11.00 vs 10.00 (holds)",
+        "0.2500 vs 0.2000 (holds)",
+        "16.00 vs 15.00 (fails)",
+        "0.5000 vs 0.6000 (holds)",
+        "3 of 4",
+    ]
     assert by_figures["Fig. 7 vs Fig. 5"][-1] == "4 of 4"
     frame = pd.read_csv(tmp_path / "findings.csv")
     assert len(frame) == 16 and frame["holds"].sum() == 15
@@ -255,8 +301,9 @@ def test_an_evaluation_whose_model_does_not_fit_its_figure_is_flagged(tmp_path, 
 
     lora = tmp_path / "lora"
     lora.mkdir()
-    (lora / "config.json").write_text(json.dumps({"experiment": {"name": "finetune-lora", "pretrained": True,
-                                                                 "lora_rank": 4}}))
+    (lora / "config.json").write_text(
+        json.dumps({"experiment": {"name": "finetune-lora", "pretrained": True, "lora_rank": 4}})
+    )
     (lora / "generator.keras").write_bytes(b"")
     checks = {}
     for role in ("fig9", "fig7", "fig4"):
@@ -268,10 +315,13 @@ def test_an_evaluation_whose_model_does_not_fit_its_figure_is_flagged(tmp_path, 
             text = "\n".join(evaluation_figure_section(role, evaluations, tmp_path / "out"))
         checks[role] = [line for line in text.splitlines() if line.startswith("*Check:*")]
     assert checks["fig9"] == []
-    assert checks["fig7"] == [f"*Check:* eval-fig7: Figure 7 shows full fine-tuning, but the model comes from the "
-                              f"finetune-lora run {lora}."]
-    assert checks["fig4"] == [f"*Check:* eval-fig4: Figure 4 shows the pre-trained model, but the model comes from "
-                              f"the finetune-lora run {lora}."]
+    assert checks["fig7"] == [
+        f"*Check:* eval-fig7: Figure 7 shows full fine-tuning, but the model comes from the finetune-lora run {lora}."
+    ]
+    assert checks["fig4"] == [
+        f"*Check:* eval-fig4: Figure 4 shows the pre-trained model, but the model comes from "
+        f"the finetune-lora run {lora}."
+    ]
     assert len([m for m in caplog.messages if "stands for" in m]) == 2
     folder, _ = make_evaluation(tmp_path / "eval-pth", role="fig9")  # a .pth was never fine-tuned here
     text = "\n".join(evaluation_figure_section("fig9", collect_inputs([folder])[1], tmp_path / "out"))

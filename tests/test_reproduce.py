@@ -10,9 +10,21 @@ from keras_sar2opt.evaluation import read_summary
 from keras_sar2opt.reports.report import METRIC_DECIMALS, REPORT_METRICS
 from keras_sar2opt.reproduce import Scale, reproduce
 
-TOY = Scale("toy", gan_image_size=32, gan_pairs=12, gan_epochs=2, gan_batch_size=4, pix2pix_pairs=12,
-            pix2pix_epochs=1, finetune_epochs=1, lora_epochs=1, pix2pix_batch_size=2, pix2pix_steps=1, sample_every=1,
-            keep_all_checkpoints=False)
+TOY = Scale(
+    "toy",
+    gan_image_size=32,
+    gan_pairs=12,
+    gan_epochs=2,
+    gan_batch_size=4,
+    pix2pix_pairs=12,
+    pix2pix_epochs=1,
+    finetune_epochs=1,
+    lora_epochs=1,
+    pix2pix_batch_size=2,
+    pix2pix_steps=1,
+    sample_every=1,
+    keep_all_checkpoints=False,
+)
 
 
 class _Records(logging.Handler):
@@ -33,15 +45,26 @@ def study(tmp_path_factory):
         report = reproduce(root / "report", scale=TOY, work=root / "work", verbose=0)
     finally:
         logging.getLogger("tensorflow").removeHandler(tensorflow_log)
-    return {"work": root / "work", "out": root / "report", "text": report.read_text(),
-            "tensorflow_log": tensorflow_log.messages}
+    return {
+        "work": root / "work",
+        "out": root / "report",
+        "text": report.read_text(),
+        "tensorflow_log": tensorflow_log.messages,
+    }
 
 
 @pytest.mark.slow
 def test_every_stage_writes_its_run_or_evaluation_folder(study):
     work = study["work"]
-    for run in ("scratch", "patchgan", "wgan", "pix2pix-source", "finetune-full", "finetune-lora",
-                "finetune-lora-dec8-head"):
+    for run in (
+        "scratch",
+        "patchgan",
+        "wgan",
+        "pix2pix-source",
+        "finetune-full",
+        "finetune-lora",
+        "finetune-lora-dec8-head",
+    ):
         assert (work / run / "generator.keras").is_file(), run
         # Finished runs keep their last checkpoint only, as the quick scale does.
         assert sorted(p.name for p in (work / run / "checkpoints").iterdir()) == ["last.keras", "manifest.json"]
@@ -62,9 +85,21 @@ def test_every_stage_writes_its_run_or_evaluation_folder(study):
 @pytest.mark.slow
 def test_report_has_every_section_and_no_missing_input(study):
     text = study["text"]
-    for heading in ("## Table 2", "## Table 4", "## Figures 1 and 2", "## Figure 3", "## Figure 4", "## Figure 5",
-                    "## Figure 6", "## Figure 7", "## Table 8", "## Figure 8", "## Figure 9", "## Image metrics",
-                    "## Findings"):
+    for heading in (
+        "## Table 2",
+        "## Table 4",
+        "## Figures 1 and 2",
+        "## Figure 3",
+        "## Figure 4",
+        "## Figure 5",
+        "## Figure 6",
+        "## Figure 7",
+        "## Table 8",
+        "## Figure 8",
+        "## Figure 9",
+        "## Image metrics",
+        "## Findings",
+    ):
         assert heading in text
     assert "*Missing:*" not in text
     assert "(toy scale)" in text.splitlines()[0]
@@ -102,8 +137,10 @@ def test_an_unknown_scale_is_refused(cli_error, tmp_path):
 
 def test_missing_target_data_is_a_one_line_error(cli_error, tmp_path):
     line = cli_error(["reproduce", "--data-target", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out")])
-    assert line == f"sar2opt reproduce: error: Expected --data-target to be an existing dataset folder, received " \
-                   f"{tmp_path / 'nowhere'}"
+    assert (
+        line == f"sar2opt reproduce: error: Expected --data-target to be an existing dataset folder, received "
+        f"{tmp_path / 'nowhere'}"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -112,5 +149,7 @@ def test_outputs_under_a_file_are_refused_before_any_training(cli_error, tmp_pat
     blocker.write_bytes(b"not a folder")
     for option in ("-o", "--work"):
         line = cli_error(["reproduce", option, str(blocker / "x")])
-        assert line == f"sar2opt reproduce: error: Expected a writable {option} folder, received {blocker / 'x'} " \
-                       f"({blocker} is a file)"
+        assert (
+            line == f"sar2opt reproduce: error: Expected a writable {option} folder, received {blocker / 'x'} "
+            f"({blocker} is a file)"
+        )

@@ -52,12 +52,17 @@ def test_unknown_model_is_a_one_line_error(capsys):
     "argv, line",
     [
         (["summary"], "sar2opt summary: error: Expected MODEL names or --all, received neither"),
-        (["summary", "--all", "wgan_critic"], "sar2opt summary: error: Expected MODEL names or --all, received both "
-                                              "(wgan_critic and --all)"),
+        (
+            ["summary", "--all", "wgan_critic"],
+            "sar2opt summary: error: Expected MODEL names or --all, received both (wgan_critic and --all)",
+        ),
         (["train"], "sar2opt train: error: Expected --experiment NAME or --resume RUN_DIR, received neither"),
-        (["evaluate", "--model", "g.keras", "-o", "out"], "sar2opt evaluate: error: Expected --data, or a "
-                                                          "--split-file in a run folder (its config.json names the "
-                                                          "data), received neither"),
+        (
+            ["evaluate", "--model", "g.keras", "-o", "out"],
+            "sar2opt evaluate: error: Expected --data, or a "
+            "--split-file in a run folder (its config.json names the "
+            "data), received neither",
+        ),
     ],
 )
 def test_either_of_two_options_missing_is_a_malformed_command_line(argv, line, capsys):
@@ -69,8 +74,10 @@ def test_either_of_two_options_missing_is_a_malformed_command_line(argv, line, c
     "argv, line",
     [
         (["train", "--experimnt", "patchgan"], "sar2opt train: error: unrecognized arguments: --experimnt patchgan"),
-        (["evaluate", "--model", "g.keras"], "sar2opt evaluate: error: the following arguments are required: "
-                                             "-o/--output"),
+        (
+            ["evaluate", "--model", "g.keras"],
+            "sar2opt evaluate: error: the following arguments are required: -o/--output",
+        ),
         (["bogus"], "sar2opt: error: argument COMMAND: invalid choice: 'bogus'"),
     ],
 )
@@ -82,11 +89,17 @@ def test_malformed_command_lines_are_one_line_from_their_subcommand(argv, line, 
 
 
 def test_output_options_share_one_spelling_across_commands():
-    for argv in (["train", "--experiment", "patchgan"], ["benchmark"], ["convert", "g.pth", "--discriminator", "d.pth"]):
+    for argv in (
+        ["train", "--experiment", "patchgan"],
+        ["benchmark"],
+        ["convert", "g.pth", "--discriminator", "d.pth"],
+    ):
         short, long = (vars(cli.parse([*argv, flag, "OUT"])) for flag in ("-o", "--output"))
         assert short == long and short["out" if "out" in short else "output"] == "OUT"
     assert cli.parse(["train", "--experiment", "patchgan", "-o", "RUN"]).out == "RUN"
-    assert cli.parse(["train", "--experiment", "patchgan", "--out", "RUN"]).out == "RUN"  # the earlier spelling
+    assert (
+        cli.parse(["train", "--experiment", "patchgan", "--out", "RUN"]).out == "RUN"
+    )  # --out is an alias of --output
     assert cli.parse(["convert", "g.pth", "--disc", "d.pth", "-o", "g.keras"]).disc == "d.pth"
     assert cli.parse(["convert", "g.pth", "--discriminator", "d.pth", "-o", "g.keras"]).disc == "d.pth"
 
@@ -96,8 +109,11 @@ def test_train_help_lists_each_experiments_defaults_marking_the_assumed(capsys):
 
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
-            if line.startswith("  ") and line.split()[0] in EXPERIMENTS}
+    rows = {
+        line.split()[0]: line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("  ") and line.split()[0] in EXPERIMENTS
+    }
     assert set(rows) == set(EXPERIMENTS)
     for name, config in EXPERIMENTS.items():
         epochs = rows[name][-5]

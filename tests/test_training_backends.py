@@ -17,8 +17,14 @@ RUNNER = Path(__file__).with_name("backend_run.py")
 
 def run_backend(backend, experiment, weights, out):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
-    subprocess.run([sys.executable, str(RUNNER), experiment, str(weights), str(out)],
-                   env=env, check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(RUNNER), experiment, str(weights), str(out)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return json.loads(Path(out).read_text())
 
 
@@ -48,13 +54,40 @@ def test_jax_and_tensorflow_train_to_the_same_losses(experiment, tmp_path):
 
 
 def _train_on_jax(out, strategy):
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "keras_sar2opt.cli", "train", "--experiment", "patchgan", "--image-size", "32",
-         "--pairs", "20", "--batch-size", "4", "--epochs", "2", "--strategy", strategy, "--verbose", "0",
-         "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "keras_sar2opt.cli",
+            "train",
+            "--experiment",
+            "patchgan",
+            "--image-size",
+            "32",
+            "--pairs",
+            "20",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "2",
+            "--strategy",
+            strategy,
+            "--verbose",
+            "0",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "config.json").read_text()), pd.read_csv(out / "history.csv")
@@ -77,10 +110,25 @@ def test_sar2opt_train_runs_data_parallel_on_two_jax_devices_with_single_device_
 def test_multiworker_is_refused_on_the_jax_backend(tmp_path):
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(
-        [sys.executable, "-m", "keras_sar2opt.cli", "train", "--experiment", "patchgan", "--strategy", "multiworker",
-         "--out", str(tmp_path / "run")],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "keras_sar2opt.cli",
+            "train",
+            "--experiment",
+            "patchgan",
+            "--strategy",
+            "multiworker",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 1
-    assert "sar2opt train: error: Expected --strategy none or mirrored on the JAX backend, received multiworker" \
+    assert (
+        "sar2opt train: error: Expected --strategy none or mirrored on the JAX backend, received multiworker"
         in done.stderr.splitlines()
+    )

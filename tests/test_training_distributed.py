@@ -84,7 +84,7 @@ def results(run_folder):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULTS"))
-    return json.loads(line[len("RESULTS"):])
+    return json.loads(line[len("RESULTS") :])
 
 
 # The uneven last batches match only because losses and metrics are averaged over the global batch.

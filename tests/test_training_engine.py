@@ -124,8 +124,9 @@ def test_adversarial_model_and_generator_round_trip_as_keras_files(tmp_path):
     from keras_sar2opt.inference import load_generator
 
     from_checkpoint = load_generator(tmp_path / "gan.keras")
-    np.testing.assert_allclose(from_checkpoint.predict(sar, verbose=0), model.generator.predict(sar, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        from_checkpoint.predict(sar, verbose=0), model.generator.predict(sar, verbose=0), atol=1e-6
+    )
 
 
 def test_mixed_bfloat16_trains_with_float32_losses():

@@ -1,4 +1,4 @@
-"""The report's experiments (§1–§3, DESIGN §4) as named configurations, each trained a few steps."""
+"""The report's experiments (§1–§3) as named configurations, each trained a few steps."""
 
 import math
 
@@ -33,12 +33,16 @@ def test_assumed_settings_name_real_fields(name):
 def test_defaults_are_the_reports():
     scratch, patchgan, wgan = (get_experiment(n) for n in ("scratch", "patchgan", "wgan"))
     assert (scratch.discriminator, scratch.conditional, scratch.d_from_logits) == (
-        "scratch_discriminator", False, False
+        "scratch_discriminator",
+        False,
+        False,
     )
     assert scratch.d_optimizer == OptimizerConfig("adam", 1e-3, beta_1=0.5)  # §1.1.2
     assert scratch.epochs == 20 and scratch.image_size == 128 and "d_optimizer" not in scratch.assumed
     assert (patchgan.discriminator, patchgan.conditional, patchgan.d_from_logits) == (
-        "patchgan_discriminator", True, True
+        "patchgan_discriminator",
+        True,
+        True,
     )
     assert (wgan.adversarial_loss, wgan.d_optimizer) == ("wasserstein", OptimizerConfig("rmsprop", 5e-5))  # §1.3.1
     assert (wgan.clip_value, wgan.n_critic) == (0.01, 5) and "n_critic" in wgan.assumed

@@ -58,9 +58,7 @@ def test_generator_loss_is_adversarial_plus_weighted_l1(patches):
     target = rng.uniform(-1, 1, (3, 8, 8, 3)).astype("float32")
     total, adversarial, l1 = losses.generator_loss(patches[1], generated, target, "bce", l1_weight=100.0)
     np.testing.assert_allclose(_np(l1), np.abs(generated - target).mean(axis=(1, 2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(
-        _np(adversarial), _bce(1, 1 / (1 + np.exp(-patches[1]))).mean(axis=(1, 2, 3)), rtol=1e-5
-    )
+    np.testing.assert_allclose(_np(adversarial), _bce(1, 1 / (1 + np.exp(-patches[1]))).mean(axis=(1, 2, 3)), rtol=1e-5)
     np.testing.assert_allclose(_np(total), _np(adversarial) + 100.0 * _np(l1), rtol=1e-5)
 
 

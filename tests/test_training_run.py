@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from keras_sar2opt.cli import main
+from keras_sar2opt.data.grids import sample_grid
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.inference import load_generator
-from keras_sar2opt.reports.grids import sample_grid
-from keras_sar2opt.reports.plots import plot_run_curves, read_history
+from keras_sar2opt.plots import plot_run_curves, read_history
 from keras_sar2opt.training import METRICS, AdversarialModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +30,22 @@ HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 def run_folder(tmp_path_factory):
     """`python train_patchgan.py --epochs 1` at a toy size, in a fresh interpreter."""
     out = tmp_path_factory.mktemp("runs") / "patchgan"
-    command = [sys.executable, "train_patchgan.py", "--epochs", "1", "--pairs", "20", "--image-size", str(SIZE),
-               "--batch-size", "4", "--early-stopping", "3", "--out", str(out)]
+    command = [
+        sys.executable,
+        "train_patchgan.py",
+        "--epochs",
+        "1",
+        "--pairs",
+        "20",
+        "--image-size",
+        str(SIZE),
+        "--batch-size",
+        "4",
+        "--early-stopping",
+        "3",
+        "--out",
+        str(out),
+    ]
     if HAS_TENSORBOARD:
         command.append("--tensorboard")
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -43,8 +57,17 @@ def run_folder(tmp_path_factory):
 
 
 def test_train_script_writes_every_run_folder_file(run_folder):
-    for name in ("config.json", "split.json", "history.csv", "checkpoints/last.keras", "checkpoints/best.keras",
-                 "generator.keras", "samples/epoch_001.png", "loss_curves.png", "accuracy_curves.png"):
+    for name in (
+        "config.json",
+        "split.json",
+        "history.csv",
+        "checkpoints/last.keras",
+        "checkpoints/best.keras",
+        "generator.keras",
+        "samples/epoch_001.png",
+        "loss_curves.png",
+        "accuracy_curves.png",
+    ):
         assert (run_folder / name).is_file() and (run_folder / name).stat().st_size > 0, name
     assert not (run_folder / "critic_curves.png").exists()
     assert not (run_folder / "backup").exists()  # BackupAndRestore removes its backup after a finished run
@@ -104,8 +127,16 @@ def _one_line_error(capsys, argv, code):
         (["--experiment", "gan"], 2, "--experiment: invalid choice: 'gan'"),
         (["--experiment", "patchgan", "--precision", "fp8"], 2, "--precision: invalid choice: 'fp8'"),
         (["--experiment", "patchgan", "--epochs", "two"], 2, "--epochs: invalid int value: 'two'"),
-        (["--experiment", "patchgan", "--epochs", "0"], 1, "Expected epochs (--epochs) to be a positive integer, received 0"),
-        (["--experiment", "patchgan", "--n-critic", "3"], 1, "n_critic (--n-critic) and clip_value (--clip-value) only with a wasserstein"),
+        (
+            ["--experiment", "patchgan", "--epochs", "0"],
+            1,
+            "Expected epochs (--epochs) to be a positive integer, received 0",
+        ),
+        (
+            ["--experiment", "patchgan", "--n-critic", "3"],
+            1,
+            "n_critic (--n-critic) and clip_value (--clip-value) only with a wasserstein",
+        ),
         (["--experiment", "scratch", "--image-size", "48"], 1, "image_size (--image-size) for scratch_discriminator"),
         (["--experiment", "wgan", "--g-learning-rate", "-1"], 1, "g_learning_rate (--g-learning-rate) to be positive"),
     ],
@@ -121,8 +152,11 @@ def test_bad_data_gives_one_line_naming_it(capsys, tmp_path):
     line = _one_line_error(capsys, ["train", "--experiment", "patchgan", "--data", str(missing)], 1)
     assert str(missing) in line
     (tmp_path / "empty").mkdir()
-    line = _one_line_error(capsys, ["train", "--experiment", "patchgan", "--data", str(tmp_path / "empty"),
-                                    "--out", str(tmp_path / "run")], 1)
+    line = _one_line_error(
+        capsys,
+        ["train", "--experiment", "patchgan", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")],
+        1,
+    )
     assert "empty" in line
     assert not (tmp_path / "run").exists()
 
@@ -134,8 +168,13 @@ def test_tensorboard_without_the_package_is_a_one_line_error(capsys, tmp_path):
 
 
 def test_entry_script_reports_a_bad_data_path_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "train_wgan.py", "--data", str(tmp_path / "nowhere")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "train_wgan.py", "--data", str(tmp_path / "nowhere")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1
     message = f"Expected --data to be an existing dataset folder or CSV, received {tmp_path / 'nowhere'}"
     # TensorFlow may log to stderr at import (e.g. oneDNN's notice); the command's own error is one line.
@@ -178,10 +217,10 @@ def test_curves_are_drawn_from_history_csv(tmp_path):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_mixed_bfloat16_on_a_cpu_without_bfloat16_instructions_is_warned_about(monkeypatch, caplog, native):
-    from keras_sar2opt import benchmark
+    from keras_sar2opt import hardware
     from keras_sar2opt.training.run import warn_if_bfloat16_is_emulated
 
-    monkeypatch.setattr(benchmark, "native_bf16", lambda: native)
+    monkeypatch.setattr(hardware, "native_bf16", lambda: native)
     with caplog.at_level(logging.WARNING):
         warn_if_bfloat16_is_emulated("float32")
         warn_if_bfloat16_is_emulated("mixed_bfloat16")

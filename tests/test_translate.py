@@ -3,12 +3,11 @@
 import logging
 
 import cv2
+import keras
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import Affine
-
-import keras
 
 from keras_sar2opt.cli import main
 from keras_sar2opt.data.io import read_image, to_channels, to_unit, write_png
@@ -49,8 +48,15 @@ def _scene(height, width, seed=0):
 
 def _write_geotiff(path, image):
     with rasterio.open(
-        path, "w", driver="GTiff", height=image.shape[0], width=image.shape[1], count=1,
-        dtype=image.dtype, crs=CRS, transform=TRANSFORM,
+        path,
+        "w",
+        driver="GTiff",
+        height=image.shape[0],
+        width=image.shape[1],
+        count=1,
+        dtype=image.dtype,
+        crs=CRS,
+        transform=TRANSFORM,
     ) as dataset:
         dataset.write(image, 1)
 
@@ -136,9 +142,7 @@ def test_windowed_preprocessing_equals_whole_image_preprocessing(tmp_path):
     with rasterio.open(windowed) as result:
         from_strips = np.moveaxis(result.read(), 0, -1)
     assert np.abs(from_strips.astype(int) - read_image(whole).astype(int)).max() <= 1
-    expected = translate_array(
-        model, to_channels(apply_preprocessing(to_unit(image[..., None]), steps), 3), overlap=16
-    )
+    expected = translate_array(model, to_channels(apply_preprocessing(to_unit(image[..., None]), steps), 3), overlap=16)
     assert np.abs(read_image(whole).astype(float) - np.round(expected * 255)).max() <= 1
 
 
@@ -149,8 +153,9 @@ def test_chained_windowed_filters_read_the_context_they_all_need(tmp_path):
     sar = keras.Input((32, 32, 3))
     identity = keras.Model(sar, keras.layers.Identity()(sar))
     steps = [("median", {"window": 5}), ("lee", {"window": 5}), ("median", {"window": 5})]
-    written = translate_file(identity, tmp_path / "noise.tif", tmp_path / "out.tif", steps=steps, overlap=8,
-                             progress=False)
+    written = translate_file(
+        identity, tmp_path / "noise.tif", tmp_path / "out.tif", steps=steps, overlap=8, progress=False
+    )
     with rasterio.open(written) as result:
         from_strips = result.read(1).astype(int)
     whole = np.round(np.clip(apply_preprocessing(to_unit(noise[..., None]), steps)[..., 0], 0, 1) * 255)
@@ -192,7 +197,9 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
         values, valid, transform = result.read(1).astype(int), result.read_masks(1) > 0, result.transform
         tags = result.tags()
     assert tags["SAR2OPT_MODEL"] == "identity" and tags["SAR2OPT_DOWNSAMPLE"] == "2"
-    assert tags["SAR2OPT_SAR_SCALING"] == "input linear, db_range -20..-5" and tags["SAR2OPT_PREPROCESSING"] == "median 3"
+    assert (
+        tags["SAR2OPT_SAR_SCALING"] == "input linear, db_range -20..-5" and tags["SAR2OPT_PREPROCESSING"] == "median 3"
+    )
     assert values.shape == (75, 101) and transform == TRANSFORM @ Affine.scale(2)
     expected_valid = np.ones((75, 101), bool)
     expected_valid[:20, :15] = False
@@ -223,8 +230,10 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     assert not [record for record in caplog.records if "--downsample" in record.getMessage()]
     with caplog.at_level(logging.WARNING):  # another factor given: done, and the run's resize named
         assert main([*translate, "--downsample", "1"]) == 0
-    assert "run learned 64x64 tiles resized to 32x32 px; pass --downsample 2 to translate at that ground " \
-           "resolution (now --downsample 1)" in caplog.messages
+    assert (
+        "run learned 64x64 tiles resized to 32x32 px; pass --downsample 2 to translate at that ground "
+        "resolution (now --downsample 1)" in caplog.messages
+    )
     assert read_image(out).shape[:2] == (64, 64)
     other = tmp_path / "other"  # a generator beside another tool's config.json: no hint, no failure
     other.mkdir()
@@ -232,8 +241,10 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     for text in ("not json", "[1, 2]", '{"run": {"tile_size": "64"}}'):
         (other / "config.json").write_text(text)
         assert main([*translate[:2], str(other), *translate[3:]]) == 0
-    assert main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out),
-                 "--downsample", "0"]) == 1
+    assert (
+        main(["translate", "--model", str(model_path), str(tmp_path / "tile.png"), "-o", str(out), "--downsample", "0"])
+        == 1
+    )
     assert capsys.readouterr().err.strip().endswith("error: Expected --downsample of at least 1, received 0")
 
 
@@ -241,8 +252,9 @@ def test_scene_outputs_carry_averaged_overviews_down_to_256_pixels(tmp_path):
     scene = _scene(300, 1100, seed=6)
     scene[:50, :100] = 0  # nodata
     src, dst = tmp_path / "scene.tif", tmp_path / "out.tif"
-    with rasterio.open(src, "w", driver="GTiff", height=300, width=1100, count=1, dtype="uint8", crs=CRS,
-                       transform=TRANSFORM, nodata=0) as dataset:
+    with rasterio.open(
+        src, "w", driver="GTiff", height=300, width=1100, count=1, dtype="uint8", crs=CRS, transform=TRANSFORM, nodata=0
+    ) as dataset:
         dataset.write(scene, 1)
     translate_file(_identity_generator(64), src, dst, progress=False)
     with rasterio.open(dst) as result:
@@ -302,10 +314,15 @@ def test_translate_errors(tmp_path, capsys):
     write_png(tmp_path / "second.png", np.zeros((8, 8)))
     translate = ["translate", "--model", str(tmp_path / "none.keras"), str(tmp_path / "in.png")]
     for extra, message in (
-        (["-o", "x.png", "--percentiles", "99", "1"], "percentiles (--percentiles) as [low, high] finite with low < high, received"),
+        (
+            ["-o", "x.png", "--percentiles", "99", "1"],
+            "percentiles (--percentiles) as [low, high] finite with low < high, received",
+        ),
         (["-o", "x.png", "--median", "4"], "odd positive filter window, received 4 (preprocessing step median)"),
-        ([str(tmp_path / "second.png"), "-o", str(tmp_path / "x.tif")],
-         f"Expected -o to be a folder for several inputs or a folder input, received {tmp_path / 'x.tif'}"),
+        (
+            [str(tmp_path / "second.png"), "-o", str(tmp_path / "x.tif")],
+            f"Expected -o to be a folder for several inputs or a folder input, received {tmp_path / 'x.tif'}",
+        ),
     ):
         assert main([*translate, *extra]) == 1
         assert message in capsys.readouterr().err
@@ -328,8 +345,18 @@ def test_scene_nodata_is_masked_and_left_out_of_the_stretch(tmp_path, nodata):
     outside = xx < 0.8 * (height - yy)  # the corner a rotated swath leaves empty: ~27% of the scene
     linear[outside] = nodata
     src, dst = tmp_path / "scene.tif", tmp_path / "out.tif"
-    with rasterio.open(src, "w", driver="GTiff", height=height, width=width, count=1, dtype="float32",
-                       crs=CRS, transform=TRANSFORM, nodata=None if np.isnan(nodata) else nodata) as dataset:
+    with rasterio.open(
+        src,
+        "w",
+        driver="GTiff",
+        height=height,
+        width=width,
+        count=1,
+        dtype="float32",
+        crs=CRS,
+        transform=TRANSFORM,
+        nodata=None if np.isnan(nodata) else nodata,
+    ) as dataset:
         dataset.write(linear, 1)
     translate_file(_identity_generator(64), src, dst, sar_options={"input": "linear"}, grid=True, progress=False)
 
@@ -396,7 +423,9 @@ def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):
     assert "\n" not in message and len(message) < 400 + len(str(unknown))
     cut = tmp_path / "cut.keras"  # Keras calls a file it cannot open as a zip "File not found"
     cut.write_bytes((tmp_path / "model.keras").read_bytes()[:5000])
-    with pytest.raises(Sar2OptError, match=rf"received {cut} \(not a .keras zip archive: cut short, or another format\)"):
+    with pytest.raises(
+        Sar2OptError, match=rf"received {cut} \(not a .keras zip archive: cut short, or another format\)"
+    ):
         load_generator(cut)
 
     run = tmp_path / "run"  # an unfinished run, and a LoRA run's adapters given as the model
@@ -405,7 +434,9 @@ def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):
     with pytest.raises(Sar2OptError, match=r"received the folder .*run$"):
         load_generator(run)
     (run / "checkpoints" / "last.keras").write_bytes(b"")
-    with pytest.raises(Sar2OptError, match=f"an unfinished run's latest checkpoint is {run / 'checkpoints' / 'last.keras'}"):
+    with pytest.raises(
+        Sar2OptError, match=f"an unfinished run's latest checkpoint is {run / 'checkpoints' / 'last.keras'}"
+    ):
         load_generator(run)
     (run / "adapters.safetensors").write_bytes(b"")
     with pytest.raises(Sar2OptError, match=f"a LoRA run's adapters alone; pass the run folder {run} "):
@@ -419,8 +450,9 @@ def test_a_runs_model_reads_sar_as_the_run_did_unless_told_otherwise(tmp_path, c
     vv = rng.uniform(-20.0, -5.0, (96, 80)).astype(np.float32)
     bands = {"vv": vv, "vh": vv - 9.0 + rng.normal(0.0, 1.5, vv.shape).astype(np.float32)}
     scene = tmp_path / "dual.tif"
-    with rasterio.open(scene, "w", driver="GTiff", height=96, width=80, count=2, dtype="float32", crs=CRS,
-                       transform=TRANSFORM) as dataset:
+    with rasterio.open(
+        scene, "w", driver="GTiff", height=96, width=80, count=2, dtype="float32", crs=CRS, transform=TRANSFORM
+    ) as dataset:
         dataset.write(np.stack(list(bands.values())))
     run = tmp_path / "run"
     run.mkdir()
@@ -429,8 +461,13 @@ def test_a_runs_model_reads_sar_as_the_run_did_unless_told_otherwise(tmp_path, c
     expected = {}
     for name, band in bands.items():
         _write_geotiff(tmp_path / f"{name}.tif", band)
-        written = translate_file(_identity_generator(32), tmp_path / f"{name}.tif", tmp_path / f"{name}_out.tif",
-                                 sar_options={"input": "db"}, progress=False)
+        written = translate_file(
+            _identity_generator(32),
+            tmp_path / f"{name}.tif",
+            tmp_path / f"{name}_out.tif",
+            sar_options={"input": "db"},
+            progress=False,
+        )
         expected[name] = read_image(written)
 
     out = tmp_path / "out.tif"
@@ -467,11 +504,16 @@ def test_output_range_writes_the_optical_values_a_run_learned(tmp_path, capsys):
     assert main([*translate, str(tmp_path / "tile.png"), "-o", str(tmp_path / "display.png")]) == 0
     assert "run learned optical values 0..3000: --output-range 0 3000 writes them" in capsys.readouterr().out
     assert read_image(tmp_path / "display.png").dtype == np.uint8
-    assert main([*translate, str(tmp_path / "tile.png"), "-o", str(tmp_path / "s2.png"), "--output-range", "0", "3000"]) == 0
+    assert (
+        main([*translate, str(tmp_path / "tile.png"), "-o", str(tmp_path / "s2.png"), "--output-range", "0", "3000"])
+        == 0
+    )
     reflectance = read_image(tmp_path / "s2.png")[..., 0]
     assert reflectance.dtype == np.uint16 and np.abs(reflectance - np.round(unit * 3000)).max() <= 1
-    assert main([*translate, str(tmp_path / "scene.tif"), "-o", str(tmp_path / "s2.tif"),
-                 "--output-range", "0", "0.3"]) == 0
+    assert (
+        main([*translate, str(tmp_path / "scene.tif"), "-o", str(tmp_path / "s2.tif"), "--output-range", "0", "0.3"])
+        == 0
+    )
     with rasterio.open(tmp_path / "s2.tif") as result:
         values, crs, tags = result.read(1), result.crs, result.tags()
     assert values.dtype == np.float32 and crs == CRS
@@ -483,10 +525,14 @@ def test_output_range_writes_the_optical_values_a_run_learned(tmp_path, capsys):
     capsys.readouterr()
     missing = ["translate", "--model", str(tmp_path / "absent.keras"), str(tmp_path / "tile.png")]
     for options, message in (
-        (["-o", str(tmp_path / "x.png"), "--output-range", "0", "0.3"],  # checked before the model loads
-         f"Expected a .tif output for a non-integer --output-range, received {tmp_path / 'x.png'}"),
-        (["-o", str(tmp_path / "x.tif"), "--output-range", "3000", "0"],
-         "Expected --output-range as [low, high] finite with low < high, received [3000.0, 0.0]"),
+        (
+            ["-o", str(tmp_path / "x.png"), "--output-range", "0", "0.3"],  # checked before the model loads
+            f"Expected a .tif output for a non-integer --output-range, received {tmp_path / 'x.png'}",
+        ),
+        (
+            ["-o", str(tmp_path / "x.tif"), "--output-range", "3000", "0"],
+            "Expected --output-range as [low, high] finite with low < high, received [3000.0, 0.0]",
+        ),
     ):
         assert main([*missing, *options]) == 1
         assert capsys.readouterr().err.strip().endswith(f"error: {message}")
@@ -498,10 +544,25 @@ def test_a_bad_tile_overlap_fails_before_any_output_folder_is_made(tmp_path, cap
     _identity_generator(32).save(tmp_path / "model.keras")
     for overlap in ("32", "-1"):
         out = tmp_path / "out" / "nested"
-        assert main(["translate", "--model", str(tmp_path / "model.keras"), str(tmp_path / "scene.tif"), "-o", str(out),
-                     "--tile-overlap", overlap]) == 1
-        assert capsys.readouterr().err.strip().endswith(
-            f"error: Expected a tile overlap in [0, 31] for 32-pixel tiles, received {overlap}"
+        assert (
+            main(
+                [
+                    "translate",
+                    "--model",
+                    str(tmp_path / "model.keras"),
+                    str(tmp_path / "scene.tif"),
+                    "-o",
+                    str(out),
+                    "--tile-overlap",
+                    overlap,
+                ]
+            )
+            == 1
+        )
+        assert (
+            capsys.readouterr()
+            .err.strip()
+            .endswith(f"error: Expected a tile overlap in [0, 31] for 32-pixel tiles, received {overlap}")
         )
         assert not (tmp_path / "out").exists()
 
@@ -513,8 +574,13 @@ def test_scaling_that_does_not_fit_a_scene_is_warned_about_once(tmp_path, caplog
     for dst in ("out.tif", "out.png"):
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            translate_file(_identity_generator(32), tmp_path / "db.tif", tmp_path / dst, sar_options={"input": "linear"},
-                           progress=False)
+            translate_file(
+                _identity_generator(32),
+                tmp_path / "db.tif",
+                tmp_path / dst,
+                sar_options={"input": "linear"},
+                progress=False,
+            )
         assert [m for m in caplog.messages if "SAR values" in m] == [
             f"SAR values of {tmp_path / 'db.tif'} are mostly negative, as dB values are, not linear intensity: "
             "pass --sar-input db"
@@ -535,5 +601,7 @@ def test_an_output_under_a_file_is_one_line_before_the_model_loads(tmp_path, cli
         line = cli_error([*translate, str(source), "-o", str(out)])
         assert line == f"sar2opt translate: error: Expected a writable -o {kind}, received {out} ({blocker} is a file)"
     # Where the GeoTIFF is written, too.
-    with pytest.raises(Sar2OptError, match=r"Expected a writable output file, received .*x\.tif \(.*file\.png is a file\)"):
+    with pytest.raises(
+        Sar2OptError, match=r"Expected a writable output file, received .*x\.tif \(.*file\.png is a file\)"
+    ):
         translate_file(smoothing_generator(32), tmp_path / "scene.tif", blocker / "x.tif", progress=False)

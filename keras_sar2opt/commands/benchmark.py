@@ -2,9 +2,9 @@
 
 import shlex
 
+from keras_sar2opt import files
 from keras_sar2opt.benchmark import BACKENDS, PRECISIONS, WORKLOADS
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports import files
 
 
 def register(subparsers):
@@ -18,19 +18,38 @@ def register(subparsers):
         "(img/s, Keras/PyTorch, FLOPs, achieved GFLOP/s and its fraction of the ceiling) and writes it "
         "with the command to --output. Takes 10-30 minutes (--quick: a few).",
     )
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, no XLA variant, inference at batch 1 and 4")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats, no XLA variant, inference at batch 1 and 4"
+    )
     parser.add_argument("--backend", choices=BACKENDS, default=BACKENDS[0], help="Keras backend")
-    parser.add_argument("-o", "--output", "--out", dest="out", default="reports/benchmarks.md", metavar="PATH",
-                        help="Markdown report")
+    parser.add_argument(
+        "-o", "--output", "--out", dest="out", default="reports/benchmarks.md", metavar="PATH", help="Markdown report"
+    )
     parser.add_argument("--repeats", type=int, metavar="N", help="timed blocks per measurement (median)")
-    parser.add_argument("--only", nargs="+", choices=list(WORKLOADS), metavar="WORKLOAD",
-                        help=f"measure only these: {', '.join(WORKLOADS)} (the matmul ceiling always)")
-    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, metavar="PRECISION",
-                        help="float32 and/or mixed_bfloat16 (default both)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(WORKLOADS),
+        metavar="WORKLOAD",
+        help=f"measure only these: {', '.join(WORKLOADS)} (the matmul ceiling always)",
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        metavar="PRECISION",
+        help="float32 and/or mixed_bfloat16 (default both)",
+    )
     parser.add_argument("--budget", type=float, metavar="SECONDS", help="timed seconds per measurement at most")
-    parser.add_argument("--quiet-wait", type=float, metavar="SECONDS",
-                        help="seconds to wait before each measurement for other processes to go quiet")
-    parser.add_argument("--threads", type=int, metavar="N", help="threads for TensorFlow and PyTorch (default: all cores)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        metavar="SECONDS",
+        help="seconds to wait before each measurement for other processes to go quiet",
+    )
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="threads for TensorFlow and PyTorch (default: all cores)"
+    )
     parser.add_argument("--no-torch", dest="torch", action="store_false", help="skip the PyTorch side")
     parser.set_defaults(func=run)
 
@@ -42,7 +61,9 @@ def command_line(args):
         parts.append("--quick")
     parts += ["--backend", args.backend]
     options = (
-        ("--repeats", args.repeats), ("--budget", args.budget), ("--quiet-wait", args.quiet_wait),
+        ("--repeats", args.repeats),
+        ("--budget", args.budget),
+        ("--quiet-wait", args.quiet_wait),
         ("--threads", args.threads),
     )
     for option, value in options:
@@ -71,7 +92,9 @@ def settings_from_args(args):
         overrides["budget"] = args.budget
     if args.quiet_wait is not None:
         if args.quiet_wait < 0:
-            raise Sar2OptError(f"Expected --quiet-wait to be a non-negative number of seconds, received {args.quiet_wait:g}")
+            raise Sar2OptError(
+                f"Expected --quiet-wait to be a non-negative number of seconds, received {args.quiet_wait:g}"
+            )
         overrides["quiet_wait"] = args.quiet_wait
     if args.only:
         overrides["workloads"] = tuple(dict.fromkeys(args.only))
@@ -88,7 +111,9 @@ def run(args):
 
     runtime = benchmark.configure(args.backend, args.threads)
     if settings.torch and "torch" not in runtime:
-        raise Sar2OptError("Expected PyTorch for the comparison (the benchmark extra), received none: install torch or pass --no-torch")
+        raise Sar2OptError(
+            "Expected PyTorch for the comparison (the benchmark extra), received none: install torch or pass --no-torch"
+        )
     command = command_line(args)
 
     def write(results):

@@ -3,8 +3,8 @@
 import math
 from pathlib import Path
 
+from keras_sar2opt import files
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports import files
 
 
 def register(subparsers):
@@ -14,19 +14,24 @@ def register(subparsers):
         description="Convert a SAR2Optical generator checkpoint (and optionally its discriminator) to Keras.",
     )
     parser.add_argument("generator", metavar="GEN.pth", help="generator checkpoint (.pth, .pt or .safetensors)")
-    parser.add_argument("--discriminator", "--disc", dest="disc", metavar="DISC.pth",
-                        help="discriminator checkpoint to convert as well")
+    parser.add_argument(
+        "--discriminator", "--disc", dest="disc", metavar="DISC.pth", help="discriminator checkpoint to convert as well"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUT.keras", help="generator output file")
     parser.add_argument("--disc-out", metavar="PATH", help="discriminator output file (default: OUT_disc.keras)")
     parser.add_argument("--image-size", type=int, default=256, help="model input size (default 256)")
     parser.add_argument(
-        "--upsample-mode", default="nearest", choices=("nearest", "bilinear"),
+        "--upsample-mode",
+        default="nearest",
+        choices=("nearest", "bilinear"),
         help="interpolation of an upsampling-decoder generator (not stored in checkpoints; default nearest)",
     )
     parser.add_argument("--key", help="key of the generator state_dict inside a wrapped checkpoint")
     parser.add_argument("--disc-key", help="key of the discriminator state_dict inside a wrapped checkpoint")
     parser.add_argument(
-        "--no-strict", dest="strict", action="store_false",
+        "--no-strict",
+        dest="strict",
+        action="store_false",
         help="skip missing and unexpected keys instead of failing (shape mismatches still fail)",
     )
     parser.set_defaults(func=run)
@@ -62,8 +67,8 @@ def run(args):
     output = _keras_path(args.output, "-o")
     disc_output = None
     if args.disc:
-        disc_output = _keras_path(args.disc_out, "--disc-out") if args.disc_out else output.with_name(
-            f"{output.stem}_disc.keras"
+        disc_output = (
+            _keras_path(args.disc_out, "--disc-out") if args.disc_out else output.with_name(f"{output.stem}_disc.keras")
         )
     elif args.disc_out:
         raise Sar2OptError("Expected --discriminator DISC.pth together with --disc-out, received --disc-out alone")
@@ -73,9 +78,18 @@ def run(args):
     for role, *_ in jobs:  # before reading a checkpoint
         check_model(f"pix2pix_{role}", args.image_size)
     converted = [  # every checkpoint read and mapped before anything is written
-        (role, source, destination, *convert(
-            read_state_dict(source, key=key), image_size=args.image_size, strict=args.strict, source=source, **options
-        ))
+        (
+            role,
+            source,
+            destination,
+            *convert(
+                read_state_dict(source, key=key),
+                image_size=args.image_size,
+                strict=args.strict,
+                source=source,
+                **options,
+            ),
+        )
         for role, source, key, destination, convert, options in jobs
     ]
     for role, source, destination, model, config, report in converted:

@@ -9,7 +9,7 @@ from keras_sar2opt.commands.options import (
     sar_options,
 )
 from keras_sar2opt.evaluation import SAMPLE_ROWS, SPLITS
-from keras_sar2opt.reports.paper import EVALUATION_FIGURES
+from keras_sar2opt.paper import EVALUATION_FIGURES
 from keras_sar2opt.text import counted
 
 
@@ -25,13 +25,15 @@ def register(subparsers):
     )
     parser.add_argument("--model", required=True, help="generator: .keras, or a SAR2Optical .pth/.safetensors")
     parser.add_argument(
-        "--data", metavar="PATH",
+        "--data",
+        metavar="PATH",
         help="dataset folder (any layout sar2opt reads); default with a run's --split-file: the run's data",
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="evaluation folder to write")
     parser.add_argument("--split", choices=SPLITS, default="test", help="which pairs (default test)")
     parser.add_argument(
-        "--split-file", metavar="F",
+        "--split-file",
+        metavar="F",
         help="split to use: a run's split.json (its data, SAR and optical scaling become the defaults) or a "
         "SAR2Optical split.json (default: the dataset's own split.json, else the seeded 80/10/10 split)",
     )
@@ -39,19 +41,29 @@ def register(subparsers):
     parser.add_argument("--limit", type=int, metavar="N", help="evaluate the first N pairs of the split only")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per model call (default 8)")
     parser.add_argument(
-        "--samples", type=int, default=SAMPLE_ROWS, metavar="N", help=f"pairs shown in samples.png (default {SAMPLE_ROWS})"
+        "--samples",
+        type=int,
+        default=SAMPLE_ROWS,
+        metavar="N",
+        help=f"pairs shown in samples.png (default {SAMPLE_ROWS})",
     )
-    parser.add_argument("--inception-weights", metavar="FILE", help="local InceptionV3 (no top) weights: also compute FID")
     parser.add_argument(
-        "--role", choices=list(EVALUATION_FIGURES),
+        "--inception-weights", metavar="FILE", help="local InceptionV3 (no top) weights: also compute FID"
+    )
+    parser.add_argument(
+        "--role",
+        choices=list(EVALUATION_FIGURES),
         help="the report figure these samples stand for, used by `sar2opt report`",
     )
     parser.add_argument(
-        "--on-bad", choices=("error", "skip"),
+        "--on-bad",
+        choices=("error", "skip"),
         help="bad data pairs: stop or skip (default error; with a run's --split-file, the run's setting)",
     )
     parser.add_argument(
-        "--upsample-mode", default="nearest", choices=("nearest", "bilinear"),
+        "--upsample-mode",
+        default="nearest",
+        choices=("nearest", "bilinear"),
         help="interpolation when converting an upsampling-decoder .pth on the fly (default nearest)",
     )
     add_preprocessing_options(parser)
@@ -64,14 +76,24 @@ def run(args):
     from keras_sar2opt.evaluation import METRICS, evaluate
 
     summary = evaluate(
-        args.model, args.data, args.output, split=args.split, split_file=args.split_file, seed=args.seed,
-        limit=args.limit, preprocessing=preprocessing_steps(args), sar_options=sar_options(args),
-        optical_options=optical_options(args), batch_size=args.batch_size, inception_weights=args.inception_weights,
-        role=args.role, sample_rows=args.samples, upsample_mode=args.upsample_mode, on_bad=args.on_bad,
+        args.model,
+        args.data,
+        args.output,
+        split=args.split,
+        split_file=args.split_file,
+        seed=args.seed,
+        limit=args.limit,
+        preprocessing=preprocessing_steps(args),
+        sar_options=sar_options(args),
+        optical_options=optical_options(args),
+        batch_size=args.batch_size,
+        inception_weights=args.inception_weights,
+        role=args.role,
+        sample_rows=args.samples,
+        upsample_mode=args.upsample_mode,
+        on_bad=args.on_bad,
     )
-    values = ", ".join(
-        f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items()
-    )
+    values = ", ".join(f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items())
     skipped = f"; {summary['skipped']} bad pairs of the dataset left out" if summary["skipped"] else ""
     print(f"evaluated {counted(summary['pairs'], 'pair')} ({args.split} split{skipped}) into {args.output}: {values}")
     return 0

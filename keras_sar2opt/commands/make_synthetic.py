@@ -1,4 +1,4 @@
-"""`sar2opt make-synthetic`: write the built-in synthetic SAR/optical benchmark (DESIGN §6) in a real dataset layout."""
+"""`sar2opt make-synthetic`: write the built-in synthetic SAR/optical benchmark in a real dataset layout."""
 
 from keras_sar2opt.errors import UsageError
 
@@ -16,11 +16,13 @@ def register(subparsers):
     parser.add_argument("--preset", required=True, help="sensor preset: qxslab (single look) or sentinel (4 looks)")
     parser.add_argument("--pairs", required=True, type=int, metavar="N", help="number of pairs")
     parser.add_argument(
-        "--layout", help="qxslab, sen12 or sar2optical (with split.json); default: the layout of the dataset "
-        "the preset imitates (qxslab: qxslab, sentinel: sen12)"
+        "--layout",
+        help="qxslab, sen12 or sar2optical (with split.json); default: the layout of the dataset "
+        "the preset imitates (qxslab: qxslab, sentinel: sen12)",
     )
-    parser.add_argument("--image-size", "--size", dest="size", type=int, default=256, metavar="PIXELS",
-                        help="image size (default 256)")
+    parser.add_argument(
+        "--image-size", "--size", dest="size", type=int, default=256, metavar="PIXELS", help="image size (default 256)"
+    )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="the same seed writes the same files")
     parser.set_defaults(func=run)
 

@@ -18,15 +18,25 @@ def add_preprocessing_options(parser):
     filters = parser.add_argument_group("SAR preprocessing (applied in command-line order)")
     for name, label in (("median", "median"), ("lee", "Lee"), ("enhanced-lee", "enhanced Lee"), ("frost", "Frost")):
         filters.add_argument(
-            f"--{name}", type=int, metavar="WINDOW", action=_AppendStep, const=(name.replace("-", "_"), "window"),
+            f"--{name}",
+            type=int,
+            metavar="WINDOW",
+            action=_AppendStep,
+            const=(name.replace("-", "_"), "window"),
             help=f"{label} filter with a WINDOW x WINDOW window (odd)",
         )
     filters.add_argument(
-        "--gamma", type=float, metavar="GAMMA", action=_AppendStep, const=("gamma", "gamma"),
+        "--gamma",
+        type=float,
+        metavar="GAMMA",
+        action=_AppendStep,
+        const=("gamma", "gamma"),
         help="gamma correction with GAMMA (report: 7) in --gamma-convention's form",
     )
     filters.add_argument(
-        "--gamma-convention", choices=("power", "inverse"), default="power",
+        "--gamma-convention",
+        choices=("power", "inverse"),
+        default="power",
         help="power: out = in ** gamma (default); inverse: out = in ** (1 / gamma)",
     )
     parser.set_defaults(steps=[])
@@ -45,11 +55,14 @@ def add_sar_scaling_options(parser):
     are scaled to [0, 1]."""
     scaling = parser.add_argument_group("SAR band and scaling to [0, 1]")
     scaling.add_argument(
-        "--sar-band", type=int, metavar="B",
+        "--sar-band",
+        type=int,
+        metavar="B",
         help="band counted from 1, e.g. 2 for VH of a VV, VH stack (default: the first of 2 bands, else all)",
     )
     scaling.add_argument(
-        "--sar-input", choices=("auto", "image", "linear", "amplitude", "db"),
+        "--sar-input",
+        choices=("auto", "image", "linear", "amplitude", "db"),
         help="how SAR values are stored (default auto: integers are images, negative floats dB, other floats linear)",
     )
     scaling.add_argument("--db-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="dB range mapped to [0, 1]")
@@ -66,11 +79,17 @@ def add_optical_scaling_options(parser):
     """--optical-bands and --optical-range: which optical bands are used and how they are scaled to [0, 1]."""
     optical = parser.add_argument_group("optical bands and scaling to [0, 1]")
     optical.add_argument(
-        "--optical-bands", type=int, nargs="+", metavar="B",
+        "--optical-bands",
+        type=int,
+        nargs="+",
+        metavar="B",
         help="1 or 3 bands counted from 1, e.g. 4 3 2 for red, green, blue of a Sentinel-2 stack (default all)",
     )
     optical.add_argument(
-        "--optical-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        "--optical-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
         help="stored optical values mapped to [0, 1], e.g. 0 3000 for Sentinel-2 reflectance x10000 (1000 4000 "
         "from processing baseline 04.00 on; default: integers by bit depth, floats in [0, 1] as they are)",
     )

@@ -1,6 +1,6 @@
 """`sar2opt report`: run and evaluation folders turned into a Markdown report beside the report's tables and figures."""
 
-from keras_sar2opt.reports.paper import EVALUATION_FIGURES
+from keras_sar2opt.paper import EVALUATION_FIGURES
 
 
 def register(subparsers):
@@ -16,7 +16,10 @@ def register(subparsers):
     parser.add_argument("inputs", nargs="*", metavar="FOLDER", help="run folders and evaluation folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="report folder, e.g. reports/NAME")
     parser.add_argument(
-        "--figure", action="append", default=[], metavar="ROLE=EVAL_DIR",
+        "--figure",
+        action="append",
+        default=[],
+        metavar="ROLE=EVAL_DIR",
         help=f"use an evaluation folder's samples for a figure ({', '.join(EVALUATION_FIGURES)}); repeatable",
     )
     parser.add_argument("--title", help="the report's title")

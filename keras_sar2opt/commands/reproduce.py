@@ -21,19 +21,31 @@ def register(subparsers):
     )
     scale = parser.add_mutually_exclusive_group()
     for name in SCALES:
-        scale.add_argument(f"--{name}", dest="scale", action="store_const", const=name,
-                           help=SCALES[name].summary() + (" (default)" if name == "quick" else ""))
+        scale.add_argument(
+            f"--{name}",
+            dest="scale",
+            action="store_const",
+            const=name,
+            help=SCALES[name].summary() + (" (default)" if name == "quick" else ""),
+        )
     parser.set_defaults(scale="quick")
     parser.add_argument("-o", "--output", metavar="OUT", help="report folder (default reports/reproduce-SCALE)")
-    parser.add_argument("--work", metavar="DIR",
-                        help="folder of the run and evaluation folders (default runs/reproduce-SCALE)")
-    parser.add_argument("--data-source", metavar="PATH",
-                        help="source-domain dataset (Pix2Pix pre-training; the report's Sentinel-1/2), read with "
-                        "the default scaling: 8-bit images as the report's datasets are (for float SAR or "
-                        "16-bit optical, run the experiments with train's scaling options instead)")
-    parser.add_argument("--data-target", metavar="PATH",
-                        help="target-domain dataset (GANs, transfer and fine-tuning; the report's QXSLAB-SAROPT), "
-                        "read as --data-source")
+    parser.add_argument(
+        "--work", metavar="DIR", help="folder of the run and evaluation folders (default runs/reproduce-SCALE)"
+    )
+    parser.add_argument(
+        "--data-source",
+        metavar="PATH",
+        help="source-domain dataset (Pix2Pix pre-training; the report's Sentinel-1/2), read with "
+        "the default scaling: 8-bit images as the report's datasets are (for float SAR or "
+        "16-bit optical, run the experiments with train's scaling options instead)",
+    )
+    parser.add_argument(
+        "--data-target",
+        metavar="PATH",
+        help="target-domain dataset (GANs, transfer and fine-tuning; the report's QXSLAB-SAROPT), "
+        "read as --data-source",
+    )
     parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="(default float32)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
     parser.set_defaults(func=run)
@@ -42,8 +54,14 @@ def register(subparsers):
 def run(args):
     from keras_sar2opt.reproduce import reproduce
 
-    path = reproduce(args.output, scale=args.scale, work=args.work, data_source=args.data_source,
-                     data_target=args.data_target, precision=args.precision,
-                     verbose="auto" if args.verbose is None else args.verbose)
+    path = reproduce(
+        args.output,
+        scale=args.scale,
+        work=args.work,
+        data_source=args.data_source,
+        data_target=args.data_target,
+        precision=args.precision,
+        verbose="auto" if args.verbose is None else args.verbose,
+    )
     print(f"wrote {path}")
     return 0

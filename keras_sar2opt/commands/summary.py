@@ -13,7 +13,9 @@ def register(subparsers):
         "Tables 1, 3, 5 and the Pix2Pix totals; exit code 1 on any mismatch.",
     )
     parser.add_argument(
-        "models", nargs="*", metavar="MODEL",
+        "models",
+        nargs="*",
+        metavar="MODEL",
         help="network name, e.g. unet_generator or pix2pix_generator (an unknown name lists them)",
     )
     parser.add_argument("--all", action="store_true", help="check every network")
@@ -22,9 +24,7 @@ def register(subparsers):
 
 def run(args):
     if args.all and args.models:
-        raise UsageError(
-            f"Expected MODEL names or --all, received both ({' '.join(args.models)} and --all)"
-        )
+        raise UsageError(f"Expected MODEL names or --all, received both ({' '.join(args.models)} and --all)")
     if not (args.all or args.models):
         raise UsageError("Expected MODEL names or --all, received neither")
     from keras_sar2opt.models import MODELS, build_model, check_model_name
@@ -41,9 +41,7 @@ def run(args):
         model.summary()
         checks = verify(model, table)
         print(format_checks(name, table.source, checks), end="\n\n")
-        mismatches += [
-            f"{name} {table.source} {check.describe()}" for check in checks if not check.ok
-        ]
+        mismatches += [f"{name} {table.source} {check.describe()}" for check in checks if not check.ok]
     if mismatches:
         print(f"sar2opt summary: MISMATCH in {'; '.join(mismatches)}", file=sys.stderr)
         return 1

@@ -29,20 +29,25 @@ LORA_DEFAULTS = EXPERIMENTS[LORA_EXPERIMENTS[0]]
 
 def _defaults_table():
     """The experiments' own settings, for --help: what each option defaults to."""
-    header = f"  {'experiment':<14} {'section':<12} {'size':>4} {'epochs':>7} {'batch':>6} {'G lr':>9} {'D lr':>9} {'L1':>6}"
+    header = (
+        f"  {'experiment':<14} {'section':<12} {'size':>4} {'epochs':>7} {'batch':>6} {'G lr':>9} {'D lr':>9} {'L1':>6}"
+    )
     lines = ["defaults per experiment (* assumed: the report does not state it):", header]
     for name, config in EXPERIMENTS.items():
         cells = [
             f"{value}*" if field in config.assumed else f"{value} "
             for field, value in (
-                ("epochs", config.epochs), ("batch_size", config.batch_size),
+                ("epochs", config.epochs),
+                ("batch_size", config.batch_size),
                 ("g_optimizer", f"{config.g_optimizer.learning_rate:g}"),
-                ("d_optimizer", f"{config.d_optimizer.learning_rate:g}"), ("l1_weight", f"{config.l1_weight:g}"),
+                ("d_optimizer", f"{config.d_optimizer.learning_rate:g}"),
+                ("l1_weight", f"{config.l1_weight:g}"),
             )
         ]
         epochs, batch, g_lr, d_lr, l1 = cells
         lines.append(
-            f"  {name:<14} {config.section:<12} {config.image_size:>4} {epochs:>7} {batch:>6} {g_lr:>9} {d_lr:>9} {l1:>6}"
+            f"  {name:<14} {config.section:<12} {config.image_size:>4} "
+            f"{epochs:>7} {batch:>6} {g_lr:>9} {d_lr:>9} {l1:>6}"
         )
     return "\n".join(lines)
 
@@ -61,7 +66,8 @@ def register(subparsers):
     )
     parser.add_argument("--experiment", choices=list(EXPERIMENTS), help="the named configuration")
     parser.add_argument(
-        "--resume", metavar="RUN_DIR",
+        "--resume",
+        metavar="RUN_DIR",
         help="continue the run in RUN_DIR with the settings of its config.json (--data: where its dataset is now, "
         "if it moved; fine-tuning runs: rerun their command)",
     )
@@ -69,11 +75,16 @@ def register(subparsers):
         "--data", metavar="PATH", help="dataset: QXSLAB-SAROPT, SEN1-2, SAR2Optical, two folders or a CSV"
     )
     parser.add_argument(
-        "-o", "--output", "--out", dest="out", metavar="RUN_DIR",
+        "-o",
+        "--output",
+        "--out",
+        dest="out",
+        metavar="RUN_DIR",
         help="run folder (default runs/EXPERIMENT); resumes if interrupted",
     )
     parser.add_argument(
-        "--split-group", metavar="REGEX",
+        "--split-group",
+        metavar="REGEX",
         help="split by area: the regular expression's first group in a pair's name names its scene, and "
         r"whole scenes go to train, val or test (e.g. '(.*)_p\d+$' for SEN1-2's ROI scenes)",
     )
@@ -83,14 +94,20 @@ def register(subparsers):
     parser.add_argument("--seed", type=int, metavar="N", help="seed of weights, split and data order (default 0)")
     parser.add_argument("--pairs", type=int, metavar="N", help=f"synthetic pairs, without --data ({DEFAULT_PAIRS})")
     parser.add_argument("--precision", choices=PRECISIONS, help="(default float32)")
-    parser.add_argument("--strategy", choices=STRATEGIES, help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default none)")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default none)",
+    )
     parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="batches per epoch (the data repeats)")
     parser.add_argument("--sample-every", type=int, metavar="N", help="sample grid every N epochs (default 5)")
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop when val_g_l1 stalls")
     parser.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard logs")
     parser.add_argument("--on-bad", choices=("error", "skip"), help="bad data pairs: stop (default) or skip")
     parser.add_argument(
-        "--deterministic", action="store_true", default=None,
+        "--deterministic",
+        action="store_true",
+        default=None,
         help="deterministic TensorFlow ops: an interrupted and resumed run ends with the same weights",
     )
     parser.add_argument("--l1-weight", type=float, metavar="LAMBDA")
@@ -103,14 +120,20 @@ def register(subparsers):
         "--clip-value", type=float, metavar="C", help=f"critic weight clip (wgan: {EXPERIMENTS['wgan'].clip_value:g})"
     )
     parser.add_argument("--no-augment", dest="augment", action="store_false", default=None, help="no flips/rotations")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
-                        help="fit() verbosity: 0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, "
-                        "else 2)")
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="fit() verbosity: 0 silent, 1 progress bar, 2 a line per epoch (default: 1 on a terminal, else 2)",
+    )
     add_sar_scaling_options(parser)
     add_optical_scaling_options(parser)
     finetune = parser.add_argument_group(f"fine-tuning ({', '.join(FINETUNE_EXPERIMENTS)}; report §4)")
     finetune.add_argument(
-        "--generator", metavar="G", help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
+        "--generator",
+        metavar="G",
+        help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
         "(required with --data; without both, a Pix2Pix pre-trained on the synthetic sentinel preset, cached)",
     )
     finetune.add_argument(
@@ -120,25 +143,35 @@ def register(subparsers):
         "--cache", metavar="DIR", help="without --generator: folder of cached pre-training runs (default runs/cache)"
     )
     finetune.add_argument(
-        "--pretrain-epochs", type=int, metavar="N",
+        "--pretrain-epochs",
+        type=int,
+        metavar="N",
         help=f"without --generator: epochs of the pre-training (default {DEFAULT_PRETRAIN_EPOCHS})",
     )
     lora = parser.add_argument_group(f"LoRA ({', '.join(LORA_EXPERIMENTS)}; report Table 7)")
     lora.add_argument("--rank", type=int, metavar="R", help=f"adapter rank (default {LORA_DEFAULTS.lora_rank})")
     lora.add_argument(
-        "--alpha", type=float, metavar="A",
+        "--alpha",
+        type=float,
+        metavar="A",
         help=f"LoRA alpha: adapters are scaled by alpha / rank (default {LORA_DEFAULTS.lora_alpha:g})",
     )
     lora.add_argument(
-        "--lora-dropout", type=float, metavar="P",
+        "--lora-dropout",
+        type=float,
+        metavar="P",
         help=f"dropout on the adapters' input (default {LORA_DEFAULTS.lora_dropout})",
     )
     lora.add_argument(
-        "--targets", type=_names, metavar="NAMES",
+        "--targets",
+        type=_names,
+        metavar="NAMES",
         help=f"comma-separated convolutions or block prefixes (default {','.join(LORA_DEFAULTS.lora_targets)})",
     )
     lora.add_argument(
-        "--also-train", type=_names, metavar="NAMES",
+        "--also-train",
+        type=_names,
+        metavar="NAMES",
         help="comma-separated layers or block prefixes trained beside the adapters, e.g. dec8,head",
     )
     parser.set_defaults(func=run)
@@ -258,7 +291,9 @@ def main_for(experiment, argv=None):
 
     argv = sys.argv[1:] if argv is None else argv
     if any(arg == "--experiment" or arg.startswith("--experiment=") for arg in argv):
-        print(f"{Path(sys.argv[0]).name}: error: Expected no --experiment: this script trains {experiment}",
-              file=sys.stderr)
+        print(
+            f"{Path(sys.argv[0]).name}: error: Expected no --experiment: this script trains {experiment}",
+            file=sys.stderr,
+        )
         return 2
     return main(["train", "--experiment", experiment, *argv])

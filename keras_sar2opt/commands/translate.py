@@ -30,19 +30,27 @@ def register(subparsers):
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     parser.add_argument("--model", required=True, help="generator: .keras, or a SAR2Optical .pth/.safetensors")
     parser.add_argument(
-        "-o", "--output", required=True, metavar="OUT",
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
         help="output folder, or an output file (.png/.tif) for a single input file",
     )
     add_preprocessing_options(parser)
     add_sar_scaling_options(parser)
     parser.add_argument(
-        "--downsample", type=int, metavar="K",
+        "--downsample",
+        type=int,
+        metavar="K",
         help="average K x K pixels first, for a model trained on tiles resized by 1/K (e.g. 2 for 256-px tiles "
         "at 128 px): the ground resolution it learned; outputs are K times smaller (default: the run's "
         "resize, else 1)",
     )
     parser.add_argument(
-        "--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+        "--output-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
         help="write optical values mapped back to LOW..HIGH, the --optical-range the model was trained with (e.g. "
         "0 3000 for Sentinel-2 reflectance x10000): 16-bit for integers in 0..65535, else 32-bit float (.tif "
         "only); default 8-bit display values",
@@ -51,7 +59,9 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--grid", action="store_true", help="also write <name>_grid.png: input beside output")
     parser.add_argument(
-        "--upsample-mode", default="nearest", choices=("nearest", "bilinear"),
+        "--upsample-mode",
+        default="nearest",
+        choices=("nearest", "bilinear"),
         help="interpolation when converting an upsampling-decoder .pth on the fly (default nearest)",
     )
     parser.set_defaults(func=run)
@@ -115,8 +125,16 @@ def run(args):
     if as_trained + from_run:
         print(f"reading SAR as {reading.name} was trained: {'; '.join(as_trained + from_run)}")
     written = translate_paths(
-        model, args.inputs, args.output, steps=steps, sar_options=scaling, downsample=downsample,
-        overlap=args.tile_overlap, batch_size=args.batch_size, grid=args.grid, output_range=args.output_range,
+        model,
+        args.inputs,
+        args.output,
+        steps=steps,
+        sar_options=scaling,
+        downsample=downsample,
+        overlap=args.tile_overlap,
+        batch_size=args.batch_size,
+        grid=args.grid,
+        output_range=args.output_range,
         model_source=Path(args.model).resolve(),
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")

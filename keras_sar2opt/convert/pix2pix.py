@@ -1,7 +1,7 @@
 """SAR2Optical Pix2Pix checkpoints -> Keras (report §3): a naming rule, per-layer-type port helpers, strict checks.
 
 Keras layer `enc3_conv` holds `encoder.enc3.conv_block.0.*`, `dec3_bn` holds `decoder.dec3.conv_block.1.*`,
-`disc2_conv` holds `model.model.2.conv_block.0.*`, and so on (DESIGN §3), so the mapping is computed from
+`disc2_conv` holds `model.model.2.conv_block.0.*`, and so on (report §3.1), so the mapping is computed from
 the model's layer names rather than listed.
 """
 

@@ -1,4 +1,4 @@
-"""Paired SAR/optical data (DESIGN §5-§6): dataset layouts, splits, the tf.data pipeline and the synthetic benchmark.
+"""Paired SAR/optical data (data/README.md): dataset layouts, splits, the tf.data pipeline and the synthetic benchmark.
 
 `make_dataset` is loaded on first use, so importing this package does not import TensorFlow; it
 is the tf.data pipeline where TensorFlow is installed and a keras.utils.PyDataset otherwise.
@@ -10,8 +10,18 @@ from keras_sar2opt.data.layouts import LAYOUTS, ON_BAD, Pair, PairSet, Skipped, 
 from keras_sar2opt.data.splits import load_split, save_split, split_pairs
 
 __all__ = [
-    "LAYOUTS", "ON_BAD", "Pair", "PairSet", "Skipped", "find_pairs", "save_skipped",
-    "load_split", "save_split", "split_pairs", "make_dataset", "load_pair",
+    "LAYOUTS",
+    "ON_BAD",
+    "Pair",
+    "PairSet",
+    "Skipped",
+    "find_pairs",
+    "save_skipped",
+    "load_split",
+    "save_split",
+    "split_pairs",
+    "make_dataset",
+    "load_pair",
 ]
 
 

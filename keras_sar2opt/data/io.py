@@ -1,4 +1,4 @@
-"""Image decoding and radiometric scaling for SAR and optical tiles (DESIGN §5, report §3.4)."""
+"""Image decoding and radiometric scaling for SAR and optical tiles (report §3.4, data/README.md)."""
 
 import logging
 import os
@@ -12,14 +12,19 @@ import numpy as np
 from PIL import Image
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import atomic_path
+from keras_sar2opt.files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # Ways the values of a SAR file may be stored, for `to_unit(..., {"input": ...})`.
 SAR_INPUTS = ("auto", "image", "linear", "amplitude", "db")
 # SAR and optical option keys and the command-line options that set them (named in errors).
-SAR_OPTION_FLAGS = {"input": "--sar-input", "db_range": "--db-range", "percentiles": "--percentiles", "band": "--sar-band"}
+SAR_OPTION_FLAGS = {
+    "input": "--sar-input",
+    "db_range": "--db-range",
+    "percentiles": "--percentiles",
+    "band": "--sar-band",
+}
 OPTICAL_OPTION_FLAGS = {"range": "--optical-range", "bands": "--optical-bands"}
 SAR_OPTION_KEYS, OPTICAL_OPTION_KEYS = tuple(SAR_OPTION_FLAGS), tuple(OPTICAL_OPTION_FLAGS)
 DEFAULT_PERCENTILES = (1.0, 99.0)
@@ -265,8 +270,10 @@ def _sar_scaling_mismatch(values, sar_options):
     kind = options.get("input", "auto")
     if values.dtype.kind in "ui":
         if kind in ("auto", "image") and options.get("db_range") is not None:
-            return ("are integers, scaled as a display image: --db-range has no effect (pass --sar-input db, linear "
-                    "or amplitude if they are such values)")
+            return (
+                "are integers, scaled as a display image: --db-range has no effect (pass --sar-input db, linear "
+                "or amplitude if they are such values)"
+            )
         return None
     finite = values[np.isfinite(values)]
     if not finite.size:
@@ -276,8 +283,10 @@ def _sar_scaling_mismatch(values, sar_options):
         return f"are mostly negative, as dB values are, not {stored}: pass --sar-input db"
     median = float(np.median(finite))
     if kind == "db" and finite.min() >= 0 and median < 1:
-        return (f"lie between 0 and {float(finite.max()):.3g} (median {median:.3g}), as linear intensity does, not "
-                "dB: pass --sar-input linear (or amplitude)")
+        return (
+            f"lie between 0 and {float(finite.max()):.3g} (median {median:.3g}), as linear intensity does, not "
+            "dB: pass --sar-input linear (or amplitude)"
+        )
     return None
 
 
@@ -380,7 +389,8 @@ def check_optical_options(optical_options):
     check_value_range("optical range (--optical-range)", optical_options.get("range"))
     bands = optical_options.get("bands")
     if bands is not None and (
-        not isinstance(bands, (list, tuple)) or len(bands) not in (1, 3)
+        not isinstance(bands, (list, tuple))
+        or len(bands) not in (1, 3)
         or not all(isinstance(band, int) and not isinstance(band, bool) and band >= 1 for band in bands)
     ):
         raise Sar2OptError(

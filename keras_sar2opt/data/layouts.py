@@ -1,4 +1,5 @@
-"""Dataset layouts (DESIGN §5): SAR/optical pairs matched by name in QXSLAB-SAROPT, SEN1-2, SAR2Optical, folders, CSV."""
+"""Dataset layouts (data/README.md): SAR/optical pairs matched by name in QXSLAB-SAROPT, SEN1-2, SAR2Optical,
+plain folders and CSV lists."""
 
 import csv
 import functools
@@ -6,16 +7,17 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from tqdm import tqdm
 
 from keras_sar2opt.data.io import IMAGE_EXTENSIONS, check_optical_bands, check_sar_band, inspect_image
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import atomic_path
+from keras_sar2opt.files import atomic_path
 from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
@@ -155,9 +157,11 @@ _SEN12_FILE = re.compile(r"(ROIs\d+_(?:spring|summer|fall|winter))_s([12])_(\d+)
 
 
 def _sen12_rois(root):
-    folders = [root] if _SEN12_ROI.fullmatch(root.name) else [
-        folder for folder in _subdirs(root) if _SEN12_ROI.fullmatch(folder.name)
-    ]
+    folders = (
+        [root]
+        if _SEN12_ROI.fullmatch(root.name)
+        else [folder for folder in _subdirs(root) if _SEN12_ROI.fullmatch(folder.name)]
+    )
     return [f for f in folders if any(_SEN12_SCENE.fullmatch(d.name) for d in _subdirs(f))]
 
 
@@ -419,8 +423,16 @@ def find_pairs(root, layout="auto", on_bad="error", optical_bands=None, sar_band
     candidates = [(n, scan.sar.get(n), scan.optical.get(n)) for n in names]
     with ThreadPoolExecutor(max_workers=8) as pool:
         check = functools.partial(_problem, optical_bands=optical_bands, sar_band=sar_band)
-        problems = list(tqdm(pool.map(check, candidates), total=len(candidates), desc="Checking pairs",
-                             unit="pair", leave=False, disable=len(candidates) < 2000))
+        problems = list(
+            tqdm(
+                pool.map(check, candidates),
+                total=len(candidates),
+                desc="Checking pairs",
+                unit="pair",
+                leave=False,
+                disable=len(candidates) < 2000,
+            )
+        )
     pairs, skipped = [], []
     for (pair_name, sar, optical), problem in zip(candidates, problems):
         if problem is None:

@@ -1,4 +1,4 @@
-"""Reading one pair as network inputs (DESIGN §4-§5), shared by the tf.data and PyDataset pipelines."""
+"""Reading one pair as network inputs (data/README.md), shared by the tf.data and PyDataset pipelines."""
 
 import logging
 
@@ -59,8 +59,9 @@ def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channe
     return sar, to_channels(_to_signed(resize(optical, image_size)), 3, pair.optical)
 
 
-def check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels,
-                          optical_options=None, full_batch=False):
+def check_dataset_options(
+    pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options=None, full_batch=False
+):
     """Raise Sar2OptError, naming the option, for settings a dataset cannot be built with;
     full_batch: the dataset drops partial batches, so it needs `batch_size` pairs at least."""
     if not pairs:

@@ -1,4 +1,4 @@
-"""The tf.data pipeline (DESIGN §4, Table 6): decode, scale to [-1, 1], resize, joint flips/90° rotations, batch."""
+"""The tf.data pipeline (report Table 6): decode, scale to [-1, 1], resize, joint flips/90° rotations, batch."""
 
 from pathlib import Path
 
@@ -38,8 +38,21 @@ def _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_o
     return load_tensors
 
 
-def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=None, cache=False,
-                 sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3, optical_options=None):
+def make_dataset(
+    pairs,
+    image_size,
+    batch_size,
+    *,
+    training,
+    seed=0,
+    augment=None,
+    cache=False,
+    sar_options=None,
+    drop_remainder=None,
+    preprocessing=None,
+    sar_channels=3,
+    optical_options=None,
+):
     """A tf.data.Dataset of (sar, optical) float32 batches in [-1, 1], shapes (B, S, S, C).
 
     pairs: a list of `Pair` or a `PairSet`. training: shuffle (seeded, new order each epoch),
@@ -55,8 +68,16 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
     augment = training if augment is None else augment
     drop_remainder = training if drop_remainder is None else drop_remainder
-    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options,
-                          full_batch=drop_remainder)
+    check_dataset_options(
+        pairs,
+        image_size,
+        batch_size,
+        sar_options,
+        preprocessing,
+        sar_channels,
+        optical_options,
+        full_batch=drop_remainder,
+    )
 
     load_tensors = _pair_loader(image_size, sar_options, preprocessing, sar_channels, optical_options)
     dataset = tf.data.Dataset.from_tensor_slices(([str(p.sar) for p in pairs], [str(p.optical) for p in pairs]))
@@ -75,8 +96,19 @@ def make_dataset(pairs, image_size, batch_size, *, training, seed=0, augment=Non
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, first_batch=0, sar_options=None,
-                     preprocessing=None, sar_channels=3, optical_options=None):
+def training_batches(
+    pairs,
+    image_size,
+    batch_size,
+    *,
+    seed=0,
+    augment=True,
+    first_batch=0,
+    sar_options=None,
+    preprocessing=None,
+    sar_channels=3,
+    optical_options=None,
+):
     """An endless tf.data stream of training batches (sar, optical) whose content depends only on
     (seed, position), so a run resumed at batch `first_batch` sees what an uninterrupted one would.
 
@@ -86,8 +118,9 @@ def training_batches(pairs, image_size, batch_size, *, seed=0, augment=True, fir
     `first_batch` skips file names, not decoded images. Other arguments as in `make_dataset`.
     """
     pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
-    check_dataset_options(pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options,
-                          full_batch=True)
+    check_dataset_options(
+        pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options, full_batch=True
+    )
     per_pass = len(pairs) // batch_size
     used = per_pass * batch_size
     first_pass, skipped_batches = divmod(int(first_batch), per_pass)

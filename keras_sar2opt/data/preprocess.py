@@ -99,7 +99,7 @@ def frost_filter(image, window=7, damping=2.0):
     for dy in range(-half, half + 1):
         for dx in range(-half, half + 1):
             weight = np.exp(-strength * np.hypot(dy, dx))
-            total += weight * padded[half + dy:half + dy + height, half + dx:half + dx + width]
+            total += weight * padded[half + dy : half + dy + height, half + dx : half + dx + width]
             weights += weight
     return _finish(total / weights)
 

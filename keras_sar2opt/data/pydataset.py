@@ -1,4 +1,4 @@
-"""The input pipeline without TensorFlow (DESIGN §4, Table 6): a keras.utils.PyDataset over the same readers.
+"""The input pipeline without TensorFlow (report Table 6): a keras.utils.PyDataset over the same readers.
 
 Used by `make_dataset` on a Keras backend whose installation has no TensorFlow (e.g. JAX on a
 GPU machine). Same pairs, scaling, joint flips/90° rotations and seeding rules as the tf.data
@@ -27,16 +27,36 @@ def augment_arrays(sar, optical, choice):
 class PairBatches(keras.utils.PyDataset):
     """(sar, optical) float32 batches in [-1, 1]; a new seeded order and augmentation each epoch."""
 
-    def __init__(self, pairs, image_size, batch_size, *, training, seed=0, augment=None, cache=False,
-                 sar_options=None, drop_remainder=None, preprocessing=None, sar_channels=3, optical_options=None,
-                 workers=2):
+    def __init__(
+        self,
+        pairs,
+        image_size,
+        batch_size,
+        *,
+        training,
+        seed=0,
+        augment=None,
+        cache=False,
+        sar_options=None,
+        drop_remainder=None,
+        preprocessing=None,
+        sar_channels=3,
+        optical_options=None,
+        workers=2,
+    ):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.pairs = list(pairs.pairs if isinstance(pairs, PairSet) else pairs)
         self.training = training
         self.augment = training if augment is None else augment
         drop_remainder = training if drop_remainder is None else drop_remainder
         check_dataset_options(
-            self.pairs, image_size, batch_size, sar_options, preprocessing, sar_channels, optical_options,
+            self.pairs,
+            image_size,
+            batch_size,
+            sar_options,
+            preprocessing,
+            sar_channels,
+            optical_options,
             full_batch=drop_remainder,
         )
         rounding = math.floor if drop_remainder else math.ceil

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from keras_sar2opt.data.layouts import SPLIT_NAMES, Pair, natural_key, read_sar2optical_split
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import read_json, write_text
+from keras_sar2opt.files import read_json, write_text
 
 SPLIT_FORMAT = "keras_sar2opt.split/1"
 
@@ -39,8 +39,8 @@ def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
         n_train = len(shuffled) - n_val - n_test
         return {
             "train": shuffled[:n_train],
-            "val": shuffled[n_train:n_train + n_val],
-            "test": shuffled[n_train + n_val:],
+            "val": shuffled[n_train : n_train + n_val],
+            "test": shuffled[n_train + n_val :],
         }
     pattern = check_split_group(group)
     groups = {}
@@ -58,7 +58,9 @@ def check_split_group(pattern):
     try:
         return re.compile(pattern)
     except re.error as error:
-        raise Sar2OptError(f"Expected --split-group to be a regular expression, received {pattern!r} ({error})") from None
+        raise Sar2OptError(
+            f"Expected --split-group to be a regular expression, received {pattern!r} ({error})"
+        ) from None
 
 
 def group_key(name, pattern):
@@ -89,7 +91,8 @@ def _read_split(path):
     if isinstance(data, dict) and data.get("format") == SPLIT_FORMAT:
         return {
             name: [Pair(e["name"], Path(e["sar"]), Path(e["optical"])) for e in data[name]]
-            for name in SPLIT_NAMES if name in data
+            for name in SPLIT_NAMES
+            if name in data
         }
     raise Sar2OptError(f"Expected a split file from save_split or a SAR2Optical split.json, received {path}")
 

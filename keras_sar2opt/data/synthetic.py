@@ -1,4 +1,4 @@
-"""The built-in synthetic benchmark of DESIGN §6: land-cover scenes, their optical image and a speckled SAR image.
+"""The built-in synthetic benchmark (data/README.md): land-cover scenes, their optical image and a speckled SAR image.
 
 A scene is a map of objects (field parcels, a forest, water, streets, buildings), each with a
 land-cover class. The optical image colours the classes with texture; the SAR image gives each
@@ -24,7 +24,7 @@ from keras_sar2opt.data.io import linear_to_db
 from keras_sar2opt.data.layouts import sar2optical_pair
 from keras_sar2opt.data.splits import split_pairs
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import check_writable, write_text
+from keras_sar2opt.files import check_writable, write_text
 
 WATER, VEGETATION, FIELDS, BARE_SOIL, ROADS, BUILDINGS = range(6)
 CLASS_NAMES = ("water", "vegetation", "fields", "bare_soil", "roads", "buildings")
@@ -39,10 +39,17 @@ DOUBLE_BOUNCE_DB = 6.0  # wall-ground corner facing the sensor
 WALL_DB = -8.0  # wall return added to the ground in front of a building (layover)
 SHADOW_DB = -30.0  # no return behind a building: the noise floor
 
-BASE_COLOURS = np.array([  # RGB in [0, 1], by class
-    [0.10, 0.17, 0.22], [0.12, 0.25, 0.10], [0.38, 0.44, 0.20],
-    [0.52, 0.44, 0.34], [0.40, 0.40, 0.41], [0.62, 0.60, 0.58],
-], np.float32)
+BASE_COLOURS = np.array(
+    [  # RGB in [0, 1], by class
+        [0.10, 0.17, 0.22],
+        [0.12, 0.25, 0.10],
+        [0.38, 0.44, 0.20],
+        [0.52, 0.44, 0.34],
+        [0.40, 0.40, 0.41],
+        [0.62, 0.60, 0.58],
+    ],
+    np.float32,
+)
 CROP_COLOURS = np.array([[0.30, 0.44, 0.15], [0.55, 0.52, 0.30], [0.43, 0.35, 0.24], [0.24, 0.36, 0.13]], np.float32)
 ROOF_COLOURS = np.array([[0.70, 0.68, 0.65], [0.55, 0.26, 0.20], [0.45, 0.45, 0.48], [0.85, 0.84, 0.80]], np.float32)
 OPTICAL_TEXTURE = np.array([0.03, 0.18, 0.06, 0.08, 0.04, 0.05], np.float32)  # relative, per class
@@ -67,13 +74,29 @@ class SensorPreset:
 
 PRESETS = {
     "sentinel": SensorPreset(
-        "sentinel", looks=4.0, texture_scale=4.0, parcel_size=40.0, block_size=8, building_height=(1.0, 3.0),
-        incidence_deg=38.0, calibration_db=0.0, db_range=(-25.0, 0.0), layout="sen12",
+        "sentinel",
+        looks=4.0,
+        texture_scale=4.0,
+        parcel_size=40.0,
+        block_size=8,
+        building_height=(1.0, 3.0),
+        incidence_deg=38.0,
+        calibration_db=0.0,
+        db_range=(-25.0, 0.0),
+        layout="sen12",
         description="Sentinel-1-like (SEN1-2): coarse texture, 4 looks, dB clipped to [-25, 0]",
     ),
     "qxslab": SensorPreset(
-        "qxslab", looks=1.0, texture_scale=1.5, parcel_size=80.0, block_size=20, building_height=(4.0, 12.0),
-        incidence_deg=30.0, calibration_db=5.0, db_range=(-30.0, 5.0), layout="qxslab",
+        "qxslab",
+        looks=1.0,
+        texture_scale=1.5,
+        parcel_size=80.0,
+        block_size=20,
+        building_height=(4.0, 12.0),
+        incidence_deg=30.0,
+        calibration_db=5.0,
+        db_range=(-30.0, 5.0),
+        layout="qxslab",
         description="GaoFen-3-like (QXSLAB-SAROPT): fine texture, single look, +5 dB calibration, dB in [-30, 5]",
     ),
 }
@@ -109,8 +132,9 @@ def _smooth_noise(rng, size, scale):
     bicubically to 8 samples per cell, then bilinearly (fast, and as smooth at that point)."""
     cells = max(2, math.ceil(size / scale) + 1)
     middle = min(size, 8 * cells)
-    field = cv2.resize(rng.standard_normal((cells, cells), dtype=np.float32), (middle, middle),
-                       interpolation=cv2.INTER_CUBIC)
+    field = cv2.resize(
+        rng.standard_normal((cells, cells), dtype=np.float32), (middle, middle), interpolation=cv2.INTER_CUBIC
+    )
     return field if middle == size else cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
@@ -132,8 +156,9 @@ def generate_scene(size, preset, rng):
     # Field parcels: bands of rows, each band cut into columns of its own.
     row_cuts = _cuts(rng, size, preset.parcel_size)
     band = np.searchsorted(row_cuts, rows, side="right")
-    columns = np.stack([np.searchsorted(_cuts(rng, size, preset.parcel_size), rows, side="right")
-                        for _ in range(len(row_cuts) + 1)]).astype(np.int32)
+    columns = np.stack(
+        [np.searchsorted(_cuts(rng, size, preset.parcel_size), rows, side="right") for _ in range(len(row_cuts) + 1)]
+    ).astype(np.int32)
     n_columns = int(columns.max()) + 1
     objects = np.take(columns, band, axis=0) + (band * n_columns).astype(np.int32)[:, None]
     n_parcels = (len(row_cuts) + 1) * n_columns
@@ -143,8 +168,10 @@ def generate_scene(size, preset, rng):
     # Urban blocks: streets, and in most blocks a building of random extent.
     block = preset.block_size
     n_blocks = math.ceil(size / block)
-    urban = cv2.resize(rng.standard_normal((3, 3), dtype=np.float32), (n_blocks, n_blocks),
-                       interpolation=cv2.INTER_CUBIC) > 0.7
+    urban = (
+        cv2.resize(rng.standard_normal((3, 3), dtype=np.float32), (n_blocks, n_blocks), interpolation=cv2.INTER_CUBIC)
+        > 0.7
+    )
     built = urban & (rng.random((n_blocks, n_blocks)) < 0.85)
     local = np.arange(block)
     gap = max(1, block // 5)
@@ -161,8 +188,9 @@ def generate_scene(size, preset, rng):
     for _ in range(rng.integers(0, 3)):
         centre, angle = rng.uniform(0, size, 2), rng.uniform(0, np.pi)
         reach = 2 * size * np.array([np.cos(angle), np.sin(angle)])
-        cv2.line(roads, tuple(int(v) for v in centre - reach), tuple(int(v) for v in centre + reach), 1,
-                 max(1, block // 4))
+        cv2.line(
+            roads, tuple(int(v) for v in centre - reach), tuple(int(v) for v in centre + reach), 1, max(1, block // 4)
+        )
     np.copyto(objects, streets, where=roads > 0)
     lakes = _smooth_noise(rng, size, preset.parcel_size * 2.5) > 1.1
     if rng.random() < 0.3:  # a meandering river
@@ -175,11 +203,13 @@ def generate_scene(size, preset, rng):
         lakes |= (river.T if rng.random() < 0.5 else river) > 0
     np.copyto(objects, water, where=lakes)
 
-    object_class = np.concatenate([
-        rng.choice(np.array([VEGETATION, FIELDS, BARE_SOIL], np.uint8), n_parcels, p=[0.2, 0.6, 0.2]),
-        np.array([VEGETATION, ROADS, WATER], np.uint8),
-        np.full(n_blocks * n_blocks, BUILDINGS, np.uint8),
-    ])
+    object_class = np.concatenate(
+        [
+            rng.choice(np.array([VEGETATION, FIELDS, BARE_SOIL], np.uint8), n_parcels, p=[0.2, 0.6, 0.2]),
+            np.array([VEGETATION, ROADS, WATER], np.uint8),
+            np.full(n_blocks * n_blocks, BUILDINGS, np.uint8),
+        ]
+    )
     object_height = np.zeros(len(object_class), np.float32)
     object_height[first_building:] = rng.uniform(*preset.building_height, n_blocks * n_blocks)
     return _scene(objects, object_class, object_height)
@@ -220,8 +250,9 @@ def backscatter_db(scene, preset, rng):
         # Shadow: ground up to height * tan(incidence) beyond a building, away from the sensor.
         shadow_reach = np.maximum.accumulate(np.where(building, column + heights * tangent, -1.0), axis=1)
         # Layover: the wall is imaged height / tan(incidence) towards the sensor, over the ground.
-        layover_reach = np.minimum.accumulate(np.where(building, column - heights / tangent, size)[:, ::-1],
-                                              axis=1)[:, ::-1]
+        layover_reach = np.minimum.accumulate(np.where(building, column - heights / tangent, size)[:, ::-1], axis=1)[
+            :, ::-1
+        ]
         ground = ~building
         np.copyto(sigma_db, SHADOW_DB, where=ground & (column <= shadow_reach))
         front = ground & (column >= layover_reach)
@@ -336,15 +367,27 @@ def write_synthetic(out, preset, pairs, layout, size=256, seed=0, progress=True)
         return sar_path
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        written = tqdm(pool.map(write_pair, range(pairs)), total=pairs, desc=f"Synthetic {preset.name} pairs",
-                       unit="pair", disable=not progress)
+        written = tqdm(
+            pool.map(write_pair, range(pairs)),
+            total=pairs,
+            desc=f"Synthetic {preset.name} pairs",
+            unit="pair",
+            disable=not progress,
+        )
         sar_paths = list(written)
     if layout == "sar2optical":
         base = out / "v_2"
         split = split_pairs([sar2optical_pair(base, p.relative_to("v_2"), out) for p in sar_paths], seed=seed)
         data = {name: [p.sar.relative_to(base).as_posix() for p in part] for name, part in split.items()}
         write_text(out / "split.json", json.dumps({"data": data}, indent=2) + "\n")
-    info = {"synthetic": True, "note": "Simulated scenes (keras_sar2opt synthetic benchmark), not real satellite data.",
-            "layout": layout, "pairs": pairs, "size": size, "seed": seed, "preset": asdict(preset)}
+    info = {
+        "synthetic": True,
+        "note": "Simulated scenes (keras_sar2opt synthetic benchmark), not real satellite data.",
+        "layout": layout,
+        "pairs": pairs,
+        "size": size,
+        "seed": seed,
+        "preset": asdict(preset),
+    }
     write_text(out / "synthetic.json", json.dumps(info, indent=2) + "\n")
     return out

@@ -31,9 +31,7 @@ def torch_conv4x4(x, filters, *, strides, use_bias, name):
         padding = "valid"
     else:
         padding = "same"
-    return keras.layers.Conv2D(
-        filters, 4, strides=strides, padding=padding, use_bias=use_bias, name=f"{name}_conv"
-    )(x)
+    return keras.layers.Conv2D(filters, 4, strides=strides, padding=padding, use_bias=use_bias, name=f"{name}_conv")(x)
 
 
 def sar_optical_inputs(image_size, sar_channels, optical_channels):
@@ -60,14 +58,10 @@ def check_channels(model, **channels):
     """Raise Sar2OptError unless every given channel count is a positive integer."""
     for argument, value in channels.items():
         if not _is_int(value) or value < 1:
-            raise Sar2OptError(
-                f"Expected {argument} for {model} to be a positive integer, received {value!r}"
-            )
+            raise Sar2OptError(f"Expected {argument} for {model} to be a positive integer, received {value!r}")
 
 
 def check_choice(model, argument, value, choices):
     """Raise Sar2OptError unless value is one of choices."""
     if value not in choices:
-        raise Sar2OptError(
-            f"Expected {argument} for {model} to be one of {', '.join(choices)}, received {value!r}"
-        )
+        raise Sar2OptError(f"Expected {argument} for {model} to be one of {', '.join(choices)}, received {value!r}")

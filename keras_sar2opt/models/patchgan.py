@@ -23,9 +23,7 @@ DROPOUT_AFTER = 3  # Table 3 places its Dropout after the third block
 DROPOUT_RATE = 0.4
 
 
-def patchgan_discriminator(
-    image_size=128, sar_channels=3, optical_channels=3, dropout_rate=DROPOUT_RATE
-):
+def patchgan_discriminator(image_size=128, sar_channels=3, optical_channels=3, dropout_rate=DROPOUT_RATE):
     """Table 3: PatchGAN over cat([sar, optical]) giving one logit per patch (697,569 params).
 
     Inputs [sar, optical] (also callable with a dict keyed "sar", "optical"; image_size a

@@ -42,17 +42,15 @@ def _decoder_up(x, filters, decoder, upsample_mode, name):
     """x2 up as `{name}_conv`: ConvTranspose2d(4, 2, padding 1) or Upsample + Conv2d(3, pad 1)."""
     if decoder == "transpose":
         # ConvTranspose2d(4x4, stride 2, padding 1) == Keras "same": output exactly twice the input.
-        return keras.layers.Conv2DTranspose(
-            filters, 4, strides=2, padding="same", use_bias=False, name=f"{name}_conv"
-        )(x)
+        return keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"{name}_conv")(
+            x
+        )
     x = keras.layers.UpSampling2D(2, interpolation=upsample_mode, name=f"{name}_upsample")(x)
     # Conv2d(3x3, padding 1) == Keras "same" (symmetric padding for an odd kernel).
     return keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
 
 
-def pix2pix_generator(
-    image_size=256, in_channels=3, out_channels=3, decoder="transpose", upsample_mode="nearest"
-):
+def pix2pix_generator(image_size=256, in_channels=3, out_channels=3, decoder="transpose", upsample_mode="nearest"):
     """SAR2Optical's U-Net generator: 54,541,827 trainable (54,552,835 with BN statistics).
 
     Input "sar" (image_size a multiple of 256, so enc8 reaches at least 1x1); output

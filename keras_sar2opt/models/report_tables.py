@@ -93,17 +93,15 @@ TABLE_5 = ReportTable(
         Row("Conv2D + BN + LeakyReLU", (32, 32, 128), 131_712, ("enc2", "enc2_bn", "enc2_lrelu")),
         Row("Conv2D + BN + LeakyReLU", (16, 16, 256), 525_568, ("enc3", "enc3_bn", "enc3_lrelu")),
         Row("Conv2D + BN + LeakyReLU", (8, 8, 512), 2_099_712, ("enc4", "enc4_bn", "enc4_lrelu")),
-        Row("Conv2DTranspose + BN + ReLU", (16, 16, 256), 2_098_432,
-            ("dec1", "dec1_bn", "dec1_relu")),
-        Row("Conv2DTranspose + BN + ReLU", (32, 32, 128), 1_049_216,
-            ("dec2", "dec2_bn", "dec2_relu")),
+        Row("Conv2DTranspose + BN + ReLU", (16, 16, 256), 2_098_432, ("dec1", "dec1_bn", "dec1_relu")),
+        Row("Conv2DTranspose + BN + ReLU", (32, 32, 128), 1_049_216, ("dec2", "dec2_bn", "dec2_relu")),
         Row("Conv2DTranspose + BN + ReLU", (64, 64, 64), 262_464, ("dec3", "dec3_bn", "dec3_relu")),
         Row("Conv2DTranspose", (128, 128, 3), 6_147, ("out", "out_tanh")),
     ),
     total=6_176_387,
 )
 
-# §3.1 gives the structure; the counts are those of the SAR2Optical checkpoints (DESIGN §3).
+# §3.1 gives the structure; the counts are those of the SAR2Optical checkpoints (report §3.1).
 PIX2PIX_GENERATOR = ReportTable(
     model="pix2pix_generator",
     source="§3.1 (SAR2Optical)",
@@ -128,6 +126,5 @@ PIX2PIX_DISCRIMINATOR = ReportTable(
 )
 
 TABLES = {
-    table.model: table
-    for table in (TABLE_1, TABLE_3, WGAN_CRITIC, TABLE_5, PIX2PIX_GENERATOR, PIX2PIX_DISCRIMINATOR)
+    table.model: table for table in (TABLE_1, TABLE_3, WGAN_CRITIC, TABLE_5, PIX2PIX_GENERATOR, PIX2PIX_DISCRIMINATOR)
 }

@@ -41,8 +41,9 @@ def _check_row(model, number, row):
     present = {layer.name for layer in model.layers}
     missing = [name for name in row.layers if name not in present]
     if missing:
-        return Check(str(number), row.layer, row.layers, f"missing {', '.join(missing)}", None,
-                     row.shape, 0, row.params)
+        return Check(
+            str(number), row.layer, row.layers, f"missing {', '.join(missing)}", None, row.shape, 0, row.params
+        )
     layers = [model.get_layer(name) for name in row.layers]
     return Check(
         row=str(number),
@@ -60,17 +61,13 @@ def verify(model, table=None):
     """Checks of `model` against `table` (default: the table of `model.name`): rows, then totals."""
     if table is None:
         if model.name not in TABLES:
-            raise Sar2OptError(
-                f"Expected a model named one of {', '.join(TABLES)}, received {model.name!r}"
-            )
+            raise Sar2OptError(f"Expected a model named one of {', '.join(TABLES)}, received {model.name!r}")
         table = TABLES[model.name]
     checks = [_check_row(model, number, row) for number, row in enumerate(table.rows, start=1)]
     total = model.count_params()
     checks.append(Check("total", "Total params", (), "", None, None, total, table.total))
     trainable = sum(math.prod(weight.shape) for weight in model.trainable_weights)
-    checks.append(
-        Check("trainable", "Trainable params", (), "", None, None, trainable, table.trainable)
-    )
+    checks.append(Check("trainable", "Trainable params", (), "", None, None, trainable, table.trainable))
     return checks
 
 
@@ -84,11 +81,27 @@ def _count(count):
 
 def format_checks(model_name, source, checks):
     """The checks as a fixed-width text table headed by the model name and the report source."""
-    header = ("row", "report layer", "our layer type", "our shape", "report shape", "our params",
-              "report params", "status")
+    header = (
+        "row",
+        "report layer",
+        "our layer type",
+        "our shape",
+        "report shape",
+        "our params",
+        "report params",
+        "status",
+    )
     lines = [
-        (c.row, c.label, c.layer_type, _shape(c.shape), _shape(c.report_shape), _count(c.params),
-         _count(c.report_params), c.status)
+        (
+            c.row,
+            c.label,
+            c.layer_type,
+            _shape(c.shape),
+            _shape(c.report_shape),
+            _count(c.params),
+            _count(c.report_params),
+            c.status,
+        )
         for c in checks
     ]
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]

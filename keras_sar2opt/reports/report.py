@@ -1,6 +1,6 @@
 """The reproduction report: run and evaluation folders laid out like the report (Tables 2, 4, 8, Figures 1–9).
 
-Every table puts the report's value (keras_sar2opt.reports.paper) beside ours and names the
+Every table puts the report's value (keras_sar2opt.paper) beside ours and names the
 dataset ours was measured on. Each table is also written as a CSV holding exactly the numbers
 shown; figures are under figures/ (curves as PNG, sample grids as JPEG). A section whose inputs
 were not given says what is missing.
@@ -17,9 +17,9 @@ import pandas as pd
 from keras_sar2opt.data.preprocess import describe_steps
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.evaluation import METRICS, model_label, read_summary
-from keras_sar2opt.reports import files, paper
-from keras_sar2opt.reports.datasets import describe_dataset
-from keras_sar2opt.reports.plots import ACCURACY_PANELS, LOSS_PANELS, plot_curves, read_history
+from keras_sar2opt import files, paper
+from keras_sar2opt.data.datasets import describe_dataset
+from keras_sar2opt.plots import ACCURACY_PANELS, LOSS_PANELS, plot_curves, read_history
 from keras_sar2opt.text import counted
 
 REPORT_NAME = "report.md"

@@ -166,9 +166,7 @@ class AdversarialModel(keras.Model):
 
     def discriminator_values(self, real_output, fake_output):
         """Per-example D loss, patch-averaged accuracies and, for WGAN, critic scores, by metric name."""
-        d_loss, _, _ = losses.discriminator_loss(
-            real_output, fake_output, self.adversarial_loss, self.d_from_logits
-        )
+        d_loss, _, _ = losses.discriminator_loss(real_output, fake_output, self.adversarial_loss, self.d_from_logits)
         threshold = losses.decision_threshold(self.adversarial_loss, self.d_from_logits)
         values = {
             "d_loss": d_loss,

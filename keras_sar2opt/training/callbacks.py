@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pandas as pd
 
+from keras_sar2opt.data.grids import write_sample_grid
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import write_csv
-from keras_sar2opt.reports.grids import write_sample_grid
+from keras_sar2opt.files import write_csv
 
 
 class SampleGrid(keras.callbacks.Callback):

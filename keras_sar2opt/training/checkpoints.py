@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.reports.files import atomic_path, link_or_copy, write_text
+from keras_sar2opt.files import atomic_path, link_or_copy, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class CheckpointStore:
             variable.assign(np.asarray(state, dtype=np.dtype(variable.dtype)))
 
     def describe_last(self):
-        """"<path> (epoch N)" of the latest saved checkpoint, or "none" before the first save."""
+        """ "<path> (epoch N)" of the latest saved checkpoint, or "none" before the first save."""
         if LAST not in self.files or not self._path(LAST).exists():
             return "none"
         return f"{self._path(LAST)} (epoch {self.entries[self.files[LAST]]['epoch']})"

@@ -129,9 +129,7 @@ def train_step(model, state, data):
     values = _merge_values(d_chunks) if len(d_chunks) > 1 else d_chunks[0]
     logs, metrics_variables = _update_metrics(model, metrics_variables, {**values, **g_values})
     trainable = _put(_put(trainable, g.trainable, g_trainable), d.trainable, d_trainable)
-    non_trainable = _put(
-        _put(non_trainable, g.non_trainable, g_non_trainable), d.non_trainable, d_non_trainable
-    )
+    non_trainable = _put(_put(non_trainable, g.non_trainable, g_non_trainable), d.non_trainable, d_non_trainable)
     return logs, (trainable, non_trainable, list(g_opt) + list(d_opt), metrics_variables)
 
 

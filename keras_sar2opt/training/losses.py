@@ -10,9 +10,7 @@ ADVERSARIAL_LOSSES = ("bce", "wasserstein")
 def check_adversarial_loss(mode):
     """Raise Sar2OptError unless mode is one of ADVERSARIAL_LOSSES."""
     if mode not in ADVERSARIAL_LOSSES:
-        raise Sar2OptError(
-            f"Expected adversarial_loss to be one of {', '.join(ADVERSARIAL_LOSSES)}, received {mode!r}"
-        )
+        raise Sar2OptError(f"Expected adversarial_loss to be one of {', '.join(ADVERSARIAL_LOSSES)}, received {mode!r}")
 
 
 def per_example_mean(x):

@@ -26,9 +26,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from keras_sar2opt import files
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PAIRS, PRECISIONS, STRATEGIES, get_experiment
-from keras_sar2opt.reports import files
 from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,19 @@ SYNTHETIC_PRESET = "qxslab"
 SAMPLE_PAIRS = 4
 MONITOR = "val_g_l1"  # the checkpoint and early-stopping criterion: held-out reconstruction error
 # train_experiment options recorded in config.json["run"] and taken from there by resume_run.
-RUN_OPTIONS = ("precision", "strategy", "steps_per_epoch", "sample_every", "tensorboard", "early_stopping", "on_bad",
-               "deterministic", "sar_options", "optical_options", "split_group")
+RUN_OPTIONS = (
+    "precision",
+    "strategy",
+    "steps_per_epoch",
+    "sample_every",
+    "tensorboard",
+    "early_stopping",
+    "on_bad",
+    "deterministic",
+    "sar_options",
+    "optical_options",
+    "split_group",
+)
 
 
 def _named(name):
@@ -59,8 +70,20 @@ def _check_count(name, value, allow_none=False):
 
 
 def check_run_options(
-    config, *, data, pairs, precision="float32", strategy="none", steps_per_epoch=None, sample_every=5,
-    tensorboard=False, early_stopping=None, on_bad="error", deterministic=False, sar_options=None, optical_options=None,
+    config,
+    *,
+    data,
+    pairs,
+    precision="float32",
+    strategy="none",
+    steps_per_epoch=None,
+    sample_every=5,
+    tensorboard=False,
+    early_stopping=None,
+    on_bad="error",
+    deterministic=False,
+    sar_options=None,
+    optical_options=None,
     split_group=None,
 ):
     """Raise Sar2OptError, naming the option, for any setting a run cannot start with (the
@@ -97,7 +120,7 @@ def check_run_options(
     if tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise Sar2OptError(
             "Expected the tensorboard package for --tensorboard, received none installed "
-            "(pip install \"keras_sar2opt[tensorboard]\")"
+            '(pip install "keras_sar2opt[tensorboard]")'
         )
     if data is not None and not Path(data).exists():
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV, received {data}")
@@ -163,7 +186,7 @@ def warn_if_bfloat16_is_emulated(precision):
         return
     import keras
 
-    from keras_sar2opt.benchmark import native_bf16
+    from keras_sar2opt.hardware import native_bf16
 
     if keras.backend.backend() == "jax":
         import jax
@@ -192,8 +215,9 @@ def _dtype_policy(precision):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET, optical_bands=None,
-                 sar_band=None):
+def prepare_data(
+    data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC_PRESET, optical_bands=None, sar_band=None
+):
     """The PairSet to train on: `data`, or the synthetic `preset` (default qxslab) written into `out/data`.
 
     The synthetic pairs are reused when `out/data` already holds a complete set with the same
@@ -219,8 +243,9 @@ def prepare_data(data, out, *, image_size, pairs, seed, on_bad, preset=SYNTHETIC
     return find_pairs(root, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band), synthetic
 
 
-def check_run_data(config, data=None, out=None, *, on_bad="error", sar_options=None, optical_options=None,
-                   split_group=None):
+def check_run_data(
+    config, data=None, out=None, *, on_bad="error", sar_options=None, optical_options=None, split_group=None
+):
     """(run folder, the PairSet of `data` or None) once the run folder is found writable and the
     pairs of `data` found and checked as train_experiment checks them (layout, files, bands, enough
     pairs for a batch unless the run folder holds a split to resume with; replicas are checked by
@@ -231,8 +256,14 @@ def check_run_data(config, data=None, out=None, *, on_bad="error", sar_options=N
     if data is None:  # synthetic pairs, written into the run folder by train_experiment
         return out, None
     pair_set, _ = prepare_data(
-        data, out, image_size=config.image_size, pairs=None, seed=config.seed, on_bad=on_bad,
-        optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
+        data,
+        out,
+        image_size=config.image_size,
+        pairs=None,
+        seed=config.seed,
+        on_bad=on_bad,
+        optical_bands=(optical_options or {}).get("bands"),
+        sar_band=(sar_options or {}).get("band"),
     )
     if not (out / "split.json").is_file():
         make_split(pair_set, config.seed, config.batch_size, group=split_group)
@@ -384,8 +415,13 @@ def enable_determinism():
 
 # Run options a resumed run must share with the recorded one, with the value a run recorded before
 # the option existed.
-RESUME_BINDING = {"steps_per_epoch": None, "precision": "float32", "sar_options": None, "optical_options": None,
-                  "split_group": None}
+RESUME_BINDING = {
+    "steps_per_epoch": None,
+    "precision": "float32",
+    "sar_options": None,
+    "optical_options": None,
+    "split_group": None,
+}
 
 
 def check_same_run(out, config, options, extra_settings=None):
@@ -492,7 +528,12 @@ def resume_run(run_dir, epochs=None, verbose="auto", experiment=None, data=None)
     if epochs is not None:
         config = config.with_overrides(epochs=epochs)
     return train_experiment(
-        config, recorded_data if data is None else data, run_dir, pairs=pairs, preset=preset, verbose=verbose,
+        config,
+        recorded_data if data is None else data,
+        run_dir,
+        pairs=pairs,
+        preset=preset,
+        verbose=verbose,
         **options,
     )
 
@@ -664,7 +705,7 @@ def train_experiment(
     from keras_sar2opt.data import make_dataset, save_skipped, save_split
     from keras_sar2opt.data.loading import warn_about_scaling
     from keras_sar2opt.data.pipeline import training_batches
-    from keras_sar2opt.reports.plots import plot_run_curves, read_history
+    from keras_sar2opt.plots import plot_run_curves, read_history
     from keras_sar2opt.training.callbacks import HistoryCSV, read_history_rows
 
     with _dtype_policy(precision), distribution.scope():
@@ -674,8 +715,15 @@ def train_experiment(
 
         if pair_set is None:
             pair_set, synthetic = prepare_data(
-                data, out, image_size=config.image_size, pairs=pairs, seed=config.seed, on_bad=on_bad, preset=preset,
-                optical_bands=(optical_options or {}).get("bands"), sar_band=(sar_options or {}).get("band"),
+                data,
+                out,
+                image_size=config.image_size,
+                pairs=pairs,
+                seed=config.seed,
+                on_bad=on_bad,
+                preset=preset,
+                optical_bands=(optical_options or {}).get("bands"),
+                sar_band=(sar_options or {}).get("band"),
             )
         else:
             synthetic = None
@@ -683,14 +731,18 @@ def train_experiment(
             split = recorded_split(out, pair_set)
         else:
             split = make_split(pair_set, config.seed, config.batch_size, replicas, split_group)
-        print(f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items()))
+        print(
+            f"Data: {pair_set.describe()}; split " + ", ".join(f"{len(pairs)} {name}" for name, pairs in split.items())
+        )
         warn_about_scaling(split["train"], sar_options, optical_options)
         files.check_writable(out, "--output", create=True)
         save_split(split, out / "split.json")
         if pair_set.skipped:
             save_skipped(pair_set, out / "skipped.csv")
-        settings = {**run_settings(config, pair_set, split, synthetic, distribution, out, **options),
-                    **(extra_settings or {})}
+        settings = {
+            **run_settings(config, pair_set, split, synthetic, distribution, out, **options),
+            **(extra_settings or {}),
+        }
         files.write_text(out / "config.json", json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
 
         checkpoint = store.latest() if store.directory.is_dir() else None
@@ -704,8 +756,12 @@ def train_experiment(
             if checkpoint is not None:
                 logger.warning(f"Resuming {out} after epoch {done} of {config.epochs} from {checkpoint.path}")
             steps = steps_per_epoch or len(split["train"]) // config.batch_size
-            dataset_options = {"image_size": config.image_size, "batch_size": config.batch_size,
-                               "sar_options": sar_options, "optical_options": optical_options}
+            dataset_options = {
+                "image_size": config.image_size,
+                "batch_size": config.batch_size,
+                "sar_options": sar_options,
+                "optical_options": optical_options,
+            }
             train = training_batches(
                 split["train"], seed=config.seed, augment=config.augment, first_batch=done * steps, **dataset_options
             )

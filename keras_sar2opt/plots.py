@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from keras_sar2opt.errors import Sar2OptError  # noqa: E402
-from keras_sar2opt.reports.files import atomic_path  # noqa: E402
+from keras_sar2opt.files import atomic_path  # noqa: E402
 
 # Each figure: (file name, [(panel title, metric), ...]); a panel shows the metric and its val_ twin.
 LOSS_PANELS = [("Discriminator loss", "d_loss"), ("Generator loss", "g_loss"), ("L1 loss", "g_l1")]
@@ -50,7 +50,9 @@ def plot_curves(history, panels, path, title=None, reference=None):
         for key, label in ((metric, "report, train"), (f"val_{metric}", "report, validation")):
             if key in (reference or {}):
                 epochs, values = zip(*sorted(reference[key].items()))
-                axis.plot(epochs, values, linestyle="none", marker="x", markersize=7, color=colours.get(key), label=label)
+                axis.plot(
+                    epochs, values, linestyle="none", marker="x", markersize=7, color=colours.get(key), label=label
+                )
         axis.set_title(name)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # no ticks between epochs

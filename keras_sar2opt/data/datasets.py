@@ -1,4 +1,4 @@
-"""Which dataset a number was measured on: the synthetic benchmark (DESIGN §6) or a folder of real data."""
+"""Which dataset a number was measured on: the synthetic benchmark or a folder of real data."""
 
 import json
 from pathlib import Path
@@ -30,9 +30,8 @@ def describe_dataset(path, synthetic=None):
     if synthetic:
         preset = synthetic.get("preset")
         name = preset.get("name") if isinstance(preset, dict) else preset
-        label = (
-            f"synthetic `{name}` preset ({synthetic.get('pairs')} pairs, {synthetic.get('size')} px, seed {synthetic.get('seed')})"
-        )
+        pairs, size, seed = (synthetic.get(key) for key in ("pairs", "size", "seed"))
+        label = f"synthetic `{name}` preset ({pairs} pairs, {size} px, seed {seed})"
         synthetic = {"preset": name, **{key: synthetic.get(key) for key in ("pairs", "size", "seed")}}
     else:
         label = f"data at `{path}`" if path is not None else "unknown data (not recorded)"
