@@ -4,12 +4,18 @@ PIP ?= $(PYTHON) -m pip
 # on machines where TensorFlow would leave them off.
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
-.PHONY: install test test-fast demo benchmark
+.PHONY: install lint test test-fast demo benchmark
 
 install:
 	$(PIP) install -q -e ".[test,jax]"
 
-test: install
+# Style (ruff) and the layers contract of setup.cfg (import-linter), before the tests.
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	lint-imports --no-cache
+
+test: install lint
 	$(PYTHON) -m pytest -q
 
 test-fast:

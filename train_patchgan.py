@@ -2,7 +2,7 @@
 
 import sys
 
-from keras_sar2opt.commands.train import main_for
+from keras_sar2opt.cli import train_main
 
 if __name__ == "__main__":
-    sys.exit(main_for("patchgan"))
+    sys.exit(train_main("patchgan"))

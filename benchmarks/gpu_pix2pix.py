@@ -8,9 +8,9 @@ Usage, on a machine with a CUDA GPU, JAX and PyTorch (TensorFlow is not needed):
 Each framework runs in its own subprocess so neither holds GPU memory the other needs. Keras
 trains through `AdversarialModel.fit` (its JAX stateless `train_step`, jitted by Keras) in float32
 and `mixed_bfloat16`, on batches already on the GPU (--device-data, as the PyTorch loop) or from
-host arrays that fit slices and copies over at each step. PyTorch runs the same networks
-(`keras_sar2opt.convert.torch_reference`) and the same D-then-G step in eager mode, in float32
-and bfloat16 autocast. Throughputs are medians of timed blocks after warm-up. `--profile N`
+host arrays that fit slices and copies over at each step. PyTorch runs the same networks and
+D-then-G step as the CPU benchmark (`benchmarks.torch_pix2pix`) in eager mode, in float32 and
+bfloat16 autocast. Throughputs are medians of timed blocks after warm-up. `--profile N`
 then traces N more steps of each and prints where the GPU's time went, kernel by kernel.
 """
 
@@ -31,6 +31,10 @@ from pathlib import Path
 # JAX must not preallocate GPU memory PyTorch will need when both are imported.
 os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# Run as a script, the checkout's root is not on sys.path: `benchmarks.torch_pix2pix` is imported from it.
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 SIZE = 256
 KERAS_PRECISIONS = ("float32", "mixed_bfloat16")
@@ -198,52 +202,18 @@ def torch_rates(batch, steps, repeats, precisions=(0, 1), profile=0, channels_la
     use, instead of PyTorch's default NCHW.
     """
     import torch
-    from torch import nn
     from torch.autograd import DeviceType
 
-    from keras_sar2opt.convert import torch_reference
-    from keras_sar2opt.experiments import PIX2PIX
+    from benchmarks import torch_pix2pix
 
     torch.backends.cudnn.benchmark = True
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # CPU: a smoke test only
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    bce = nn.BCEWithLogitsLoss()
     rates, profiles = {}, {}
     for precision in (TORCH_PRECISIONS[i] for i in precisions):
-        torch.manual_seed(0)
-        generator = torch_reference.pix2pix_generator().to(device).train()
-        discriminator = torch_reference.pix2pix_discriminator().to(device).train()
-        g_opt, d_opt = (
-            torch.optim.Adam(net.parameters(), cfg.learning_rate, betas=(cfg.beta_1, cfg.beta_2))
-            for net, cfg in ((generator, PIX2PIX.g_optimizer), (discriminator, PIX2PIX.d_optimizer))
-        )
-        sar = torch.rand(batch, 3, SIZE, SIZE, device=device) * 2 - 1
-        optical = torch.rand(batch, 3, SIZE, SIZE, device=device) * 2 - 1
-        if channels_last:
-            generator, discriminator, sar, optical = (
-                tensor.to(memory_format=torch.channels_last) for tensor in (generator, discriminator, sar, optical)
-            )
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision != "float32")
-
-        def step():
-            with autocast:
-                generated = generator(sar)
-                real = discriminator(torch.cat([sar, optical], 1)).float()
-                fake = discriminator(torch.cat([sar, generated.detach()], 1)).float()
-                d_loss = 0.5 * (bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake)))
-            d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_opt.step()
-            discriminator.requires_grad_(False)
-            with autocast:
-                fake = discriminator(torch.cat([sar, generated], 1)).float()
-                g_loss = (
-                    bce(fake, torch.ones_like(fake)) + PIX2PIX.l1_weight * (generated.float() - optical).abs().mean()
-                )
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            discriminator.requires_grad_(True)
+        networks = torch_pix2pix.build_networks(device, channels_last)
+        sar, optical = (torch_pix2pix.images(batch, SIZE, seed, device, channels_last) for seed in (1, 2))
+        step = torch_pix2pix.train_step(networks, sar, optical, bf16=precision != "float32")
 
         for _ in range(5):
             step()

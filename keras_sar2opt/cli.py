@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from keras_sar2opt.commands import (
     benchmark,
@@ -80,6 +81,16 @@ def main(argv=None):
         hint = "; rerun the same command to continue where it stopped" if resumable else ""
         print(f"sar2opt {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+def train_main(experiment, argv=None):
+    """`sar2opt train --experiment EXPERIMENT` with the command line's other arguments (train_*.py)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg == "--experiment" or arg.startswith("--experiment=") for arg in argv):
+        script = Path(sys.argv[0]).name
+        print(f"{script}: error: Expected no --experiment: this script trains {experiment}", file=sys.stderr)
+        return 2
+    return main(["train", "--experiment", experiment, *argv])
 
 
 if __name__ == "__main__":

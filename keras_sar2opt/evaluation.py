@@ -14,11 +14,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from keras_sar2opt import files
+from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.data.datasets import describe_dataset
-from keras_sar2opt.data.io import describe_options, merge_sar_options
 from keras_sar2opt.data.preprocess import describe_steps
+from keras_sar2opt.data.scaling import OpticalScaling, SarScaling
 from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.paper import EVALUATION_FIGURES
+from keras_sar2opt.runs import RunFolder
 from keras_sar2opt.text import counted
 
 logger = logging.getLogger(__name__)
@@ -56,8 +58,7 @@ def select_pairs(
 
     if split not in SPLITS:
         raise Sar2OptError(f"Expected --split among {', '.join(SPLITS)}, received {split!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise Sar2OptError(f"Expected --limit to be a positive integer, received {limit!r}")
+    check_positive_int(limit, "--limit", allow_none=True)
     if not Path(data).exists():
         raise Sar2OptError(f"Expected --data to be an existing dataset folder or CSV file, received {data}")
     pair_set = find_pairs(data, on_bad=on_bad, optical_bands=optical_bands, sar_band=sar_band)
@@ -76,16 +77,16 @@ def select_pairs(
 
 
 def training_run_of(split_file):
-    """The "run" settings in config.json beside `split_file` when it is a training run's split.json, else None."""
-    config = Path(split_file).with_name("config.json")
-    if not config.is_file():
-        return None
-    run = files.read_json(config, "config.json of the run").get("run")
-    return run if isinstance(run, dict) and "data" in run else None
+    """The RunFolder whose split.json `split_file` is, with its "run" settings, or (None, None)."""
+    folder = RunFolder(Path(split_file).parent)
+    if not folder.exists():
+        return None, None
+    run = folder.read_config().get("run")
+    return (folder, run) if isinstance(run, dict) and "data" in run else (None, None)
 
 
 def _check_generator(model):
-    from keras_sar2opt.inference import tile_size
+    from keras_sar2opt.model_files import tile_size
 
     size = tile_size(model)
     if model.outputs[0].shape[-1] != 3:
@@ -148,9 +149,8 @@ def evaluate_pairs(
     from keras_sar2opt.data import make_dataset
     from keras_sar2opt.metrics import compute_all
 
-    for option, value in (("--batch-size", batch_size), ("--samples", sample_rows)):
-        if not isinstance(value, int) or value < 1:
-            raise Sar2OptError(f"Expected {option} to be a positive integer, received {value!r}")
+    check_positive_int(batch_size, "--batch-size")
+    check_positive_int(sample_rows, "--samples")
     size = _check_generator(model)
     fid = _FID(inception_weights) if inception_weights is not None else None
     dataset = make_dataset(
@@ -158,7 +158,7 @@ def evaluate_pairs(
         size,
         batch_size,
         training=False,
-        sar_options=sar_options or {},
+        sar_options=sar_options,
         preprocessing=preprocessing,
         sar_channels=model.inputs[0].shape[-1],
         optical_options=optical_options,
@@ -211,9 +211,10 @@ def model_label(model):
 
 
 def describe_scaling(sar_options, optical_options):
-    """How SAR and optical values were scaled to [0, 1], e.g. "SAR input db, db_range -25..0;
-    optical bands 4 3 2, range 0..3000"."""
-    return f"SAR {describe_options(sar_options, 'auto')}; optical {describe_options(optical_options, 'by bit depth')}"
+    """How SAR and optical values were scaled to [0, 1], from their recorded dicts, e.g. "SAR input db,
+    db_range -25..0; optical bands 4 3 2, range 0..3000"."""
+    sar, optical = SarScaling.from_config(sar_options), OpticalScaling.from_config(optical_options)
+    return f"SAR {sar.describe() if sar else 'auto'}; optical {optical.describe() if optical else 'by bit depth'}"
 
 
 def summary_markdown(summary):
@@ -287,14 +288,15 @@ def evaluate(
     sample_rows: pairs shown in samples.png.
     """
     from keras_sar2opt.data.loading import check_reading_options, warn_about_scaling
-    from keras_sar2opt.inference import load_generator, tile_size
+    from keras_sar2opt.model_files import load_generator, tile_size
 
+    sar_options, optical_options = SarScaling.from_config(sar_options), OpticalScaling.from_config(optical_options)
     files.check_writable(out, "-o")  # before the data is scanned and the model loads
     if (Path(out) / SUMMARY_JSON).is_file():
         logger.warning(f"Replacing the evaluation in {out}")
     if role is not None and role not in EVALUATION_FIGURES:
         raise Sar2OptError(f"Expected --role among {', '.join(EVALUATION_FIGURES)}, received {role!r}")
-    run = training_run_of(split_file) if split_file else None
+    folder, run = training_run_of(split_file) if split_file else (None, None)
     if data is None:
         expected = "Expected --data, or a --split-file in a run folder (its config.json names the data), received"
         if split_file is None:
@@ -304,12 +306,14 @@ def evaluate(
         data = run["data"]
         if not Path(data).exists():
             raise Sar2OptError(
-                f"Expected the run's data {data} (recorded in {Path(split_file).with_name('config.json')}), "
+                f"Expected the run's data {data} (recorded in {folder.config_path}), "
                 "received nothing there; if it moved, pass --data NEW_PATH"
             )
     if run is not None:
-        sar_options = merge_sar_options(run.get("sar_options"), sar_options)
-        optical_options = {**(run.get("optical_options") or {}), **(optical_options or {})} or None
+        recorded = folder.reading()
+        sar_options = recorded.sar.merged(sar_options) if recorded.sar else sar_options
+        optical = OpticalScaling.from_config(run.get("optical_options"))
+        optical_options = optical.merged(optical_options) if optical else optical_options
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
@@ -321,8 +325,8 @@ def evaluate(
         seed=seed,
         limit=limit,
         on_bad=on_bad,
-        optical_bands=(optical_options or {}).get("bands"),
-        sar_band=(sar_options or {}).get("band"),
+        optical_bands=optical_options and optical_options.bands,
+        sar_band=sar_options and sar_options.band,
     )
     warn_about_scaling(pairs, sar_options, optical_options)
     if isinstance(model, (str, os.PathLike)):
@@ -357,8 +361,8 @@ def evaluate(
         "pairs": len(pairs),
         "image_size": tile_size(model),
         "preprocessing": [[name, options] for name, options in steps],
-        "sar_options": sar_options or {},
-        "optical_options": optical_options,
+        "sar_options": sar_options.to_config() if sar_options else {},
+        "optical_options": optical_options.to_config() if optical_options else None,
         "metrics": summarize(frame),
         "units": {name: unit for name, (_, unit) in METRICS.items()},
         "fid": fid,

@@ -5,10 +5,6 @@ import dataclasses
 from keras_sar2opt.errors import Sar2OptError
 
 OPTIMIZERS = ("adam", "rmsprop")
-# Options of a run, beside the experiment's settings (keras_sar2opt.training.run).
-PRECISIONS = ("float32", "mixed_bfloat16")
-STRATEGIES = ("none", "mirrored", "multiworker")
-DEFAULT_PAIRS = 400  # synthetic qxslab pairs when no data is given
 DEFAULT_PRETRAIN_EPOCHS = 20  # fine-tuning without a generator: epochs of the synthetic pre-training (§4)
 
 

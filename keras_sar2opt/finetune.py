@@ -3,27 +3,28 @@
 Without a generator, a Pix2Pix is first pre-trained on the synthetic `sentinel` preset (the
 source domain; the run is cached under `runs/cache`, named by its settings) and then fine-tuned on
 the `qxslab` preset (the target domain): the report's domain gap in miniature. A fine-tuning run
-folder is a training run folder (keras_sar2opt.training.run) with the trainable parameter counts
+folder is a training run folder (keras_sar2opt.runs) with the trainable parameter counts
 under "finetune" in config.json and `held_out.json`, the held-out L1 of the generator before and
 after fine-tuning; a LoRA run adds `adapters.safetensors` (the adapters alone) and its
 `generator.keras` is the merged, plain generator. docs/finetuning.md explains the counts.
 """
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from keras_sar2opt import files, paper
+from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.experiments import DEFAULT_PAIRS, DEFAULT_PRETRAIN_EPOCHS, get_experiment
-from keras_sar2opt.inference import CHECKPOINT_EXTENSIONS, load_keras_model
+from keras_sar2opt.experiments import DEFAULT_PRETRAIN_EPOCHS, get_experiment
+from keras_sar2opt.model_files import CHECKPOINT_EXTENSIONS, load_keras_model
+from keras_sar2opt.runs import RunFolder, RunOptions
 from keras_sar2opt.text import counted
 
 PRETRAIN_EXPERIMENT = "pix2pix"
 SOURCE_PRESET = "sentinel"  # the pre-training domain (§3: Sentinel-1/2); fine-tuning data defaults to qxslab
 DEFAULT_CACHE = Path("runs") / "cache"
-ADAPTERS_FILE = "adapters.safetensors"
-HELD_OUT_FILE = "held_out.json"
 HELD_OUT_SPLIT = "val"
 
 
@@ -47,7 +48,7 @@ def pretrain_generator(
 
     settings = {"image_size": image_size, "batch_size": batch_size, "epochs": epochs, "seed": seed}
     out = pretraining_folder(cache, pairs=pairs, steps_per_epoch=steps_per_epoch, precision=precision, **settings)
-    path = out / "generator.keras"
+    path = RunFolder(out).generator_path
     if path.is_file():
         print(f"Using the cached generator pre-trained on synthetic {SOURCE_PRESET} pairs: {path}")
         return path
@@ -171,15 +172,18 @@ def describe_parameters(config, summary):
     )
 
 
-def export_lora(generator, out):
-    """Write a LoRA run's generator: the adapters alone (adapters.safetensors) and the merged, plain
-    generator (generator.keras)."""
-    from keras_sar2opt.lora import merge_lora, save_adapters
+def export_generator(generator, folder, config):
+    """Write a run's generator.keras; for LoRA the merged, plain generator, and the adapters alone
+    as adapters.safetensors."""
     from keras_sar2opt.training.run import save_generator
 
-    with files.atomic_path(out / ADAPTERS_FILE) as temporary:
-        save_adapters(generator, temporary)
-    save_generator(merge_lora(generator), out)
+    if config.lora_targets:
+        from keras_sar2opt.lora import merge_lora, save_adapters
+
+        with files.atomic_path(folder.adapters_path) as temporary:
+            save_adapters(generator, temporary)
+        generator = merge_lora(generator)
+    save_generator(generator, folder)
 
 
 def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_options=None, desc=None):
@@ -220,13 +224,14 @@ def measure_held_out(out, start, source, measure):
     """held_out.json's dict for the run in `out`: the held-out L1 of `start` (read from `source`)
     and of the run's generator, with `held_out_l1`'s `measure` arguments. An existing held_out.json
     of the same weights (a rerun of a finished run) is returned as it is; otherwise it is written."""
-    from keras_sar2opt.inference import load_generator
+    from keras_sar2opt.model_files import load_generator
 
-    after = load_generator(out / "generator.keras")
+    folder = RunFolder(out)
+    after = load_generator(folder.generator_path)
     weights = {"before": weights_digest(start), "after": weights_digest(after)}
-    path = out / HELD_OUT_FILE
+    path = folder.held_out_path
     if path.is_file():
-        recorded = files.read_json(path, f"{HELD_OUT_FILE} of the run")
+        recorded = files.read_json(path, f"{path.name} of the run")
         if isinstance(recorded, dict) and recorded.get("weights") == weights:
             return recorded
     result = {
@@ -271,8 +276,7 @@ def check_finetune_options(config, generator, discriminator, cache, pretrain_epo
         raise Sar2OptError(
             f"Expected --cache and --pretrain-epochs only without --generator, received --generator {generator}"
         )
-    if pretrain_epochs is not None and (not isinstance(pretrain_epochs, int) or pretrain_epochs < 1):
-        raise Sar2OptError(f"Expected --pretrain-epochs to be a positive integer, received {pretrain_epochs!r}")
+    check_positive_int(pretrain_epochs, "--pretrain-epochs", allow_none=True)
     if config.lora_targets:
         check_hyperparameters(config.lora_rank, config.lora_alpha, config.lora_dropout)
     elif config.lora_rank or config.also_train:
@@ -294,53 +298,44 @@ def finetune(
     config,
     data=None,
     out=None,
+    options=None,
     *,
     generator=None,
     discriminator=None,
-    pairs=DEFAULT_PAIRS,
     cache=None,
     pretrain_epochs=None,
-    precision="float32",
-    strategy="none",
-    steps_per_epoch=None,
     verbose="auto",
-    **options,
+    **overrides,
 ):
     """Fine-tune a pre-trained generator with the experiment `config` (`finetune-full` or
     `finetune-lora`) and write its run folder; returns its Path.
 
     generator: a .keras generator or SAR2Optical .pth/.safetensors checkpoint; None (only without
-    `data`) pre-trains a Pix2Pix on `pairs` synthetic sentinel pairs for `pretrain_epochs`
+    `data`) pre-trains a Pix2Pix on `options.pairs` synthetic sentinel pairs for `pretrain_epochs`
     (default 20) with the run's batch size, image size, steps per epoch, precision and seed, cached
-    in `cache` (default runs/cache). discriminator: likewise, or None for a fresh one. data, out, pairs and `options`
-    are train_experiment's (no data: synthetic qxslab pairs). Prints the trainable parameter count
-    and the held-out L1 on the validation split before and after fine-tuning.
+    in `cache` (default runs/cache). discriminator: likewise, or None for a fresh one. data, out,
+    options and `overrides` are train_experiment's (no data: synthetic qxslab pairs). Prints the
+    trainable parameter count and the held-out L1 on the validation split before and after.
     """
-    from keras_sar2opt.data import load_split
     from keras_sar2opt.models import build_model
-    from keras_sar2opt.training.run import check_run_data, check_run_options, train_experiment
+    from keras_sar2opt.training.prepare import prepare_run
+    from keras_sar2opt.training.run import fit_run
 
+    options = dataclasses.replace(options or RunOptions(), **overrides)
     # Everything that can be checked without the networks first: before a long pre-training, or
     # the load of a large generator.
     check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data)
-    run_options = {"precision": precision, "strategy": strategy, "steps_per_epoch": steps_per_epoch, **options}
-    check_run_options(config, data=data, pairs=pairs, **run_options)
-    out, pair_set = check_run_data(
-        config,
-        data,
-        out,
-        **{key: options[key] for key in ("on_bad", "sar_options", "optical_options", "split_group") if key in options},
-    )
+    run = prepare_run(config, data, out, options)
     if generator is None:
         source = pretrain_generator(
             DEFAULT_CACHE if cache is None else cache,
             image_size=config.image_size,
             batch_size=config.batch_size,
-            pairs=pairs,
+            pairs=options.pairs,
             epochs=DEFAULT_PRETRAIN_EPOCHS if pretrain_epochs is None else pretrain_epochs,
-            steps_per_epoch=steps_per_epoch,
-            precision=precision,
-            strategy=strategy,
+            steps_per_epoch=options.steps_per_epoch,
+            precision=options.precision,
+            strategy=options.strategy,
             seed=config.seed,
             verbose=verbose,
         )
@@ -369,29 +364,18 @@ def finetune(
             "parameters": summary,
         }
     }
-    out = train_experiment(
-        config,
-        data,
-        out,
-        pairs=pairs,
-        verbose=verbose,
-        networks=networks,
-        extra_settings=settings,
-        export=export_lora if config.lora_targets else None,
-        pair_set=pair_set,
-        **run_options,
-    )
-    pairs_held_out = load_split(out / "split.json")[HELD_OUT_SPLIT]
+    model = fit_run(run, networks, extra_settings=settings, verbose=verbose)
+    export_generator(model.generator, run.folder, config)
     measure = {
-        "pairs": pairs_held_out,
+        "pairs": run.split[HELD_OUT_SPLIT],
         "image_size": config.image_size,
         "batch_size": config.batch_size,
-        "sar_options": options.get("sar_options"),
-        "optical_options": options.get("optical_options"),
+        "sar_options": options.sar_options,
+        "optical_options": options.optical_options,
     }
-    result = measure_held_out(out, start, source, measure)
+    result = measure_held_out(run.folder.path, start, source, measure)
     print(
         f"Held-out L1 on the {HELD_OUT_SPLIT} split ({counted(result['pairs'], 'pair')}): "
         f"{result['l1_before']:.4f} before fine-tuning, {result['l1_after']:.4f} after"
     )
-    return out
+    return run.folder.path

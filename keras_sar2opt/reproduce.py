@@ -21,10 +21,11 @@ from pathlib import Path
 
 from keras_sar2opt import files
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.experiments import DEFAULT_PAIRS, get_experiment
+from keras_sar2opt.experiments import get_experiment
+from keras_sar2opt.finetune import SOURCE_PRESET
+from keras_sar2opt.runs import DEFAULT_PAIRS, RunFolder, RunOptions
 from keras_sar2opt.text import counted
 
-SOURCE_PRESET = "sentinel"
 GAN_EXPERIMENTS = ("scratch", "patchgan", "wgan")
 LORA_DECODER = ("dec8", "head")  # the layers §4.2's ~820,000 trainable parameters imply (docs/finetuning.md)
 MEDIAN_GAMMA = {
@@ -168,7 +169,8 @@ def reproduce(
     from keras_sar2opt.finetune import finetune
     from keras_sar2opt.reports.report import build_report
     from keras_sar2opt.training.checkpoints import CheckpointStore
-    from keras_sar2opt.training.run import SYNTHETIC_PRESET, prepare_data, train_experiment
+    from keras_sar2opt.training.prepare import prepare_data
+    from keras_sar2opt.training.run import train_experiment
 
     scale = get_scale(scale)
     _check_data(data_source, "--data-source")
@@ -195,7 +197,7 @@ def reproduce(
 
     def finished(run):
         if not scale.keep_all_checkpoints:
-            store = CheckpointStore(run / "checkpoints")
+            store = CheckpointStore(RunFolder(run).checkpoints)
             if store.read():
                 store.keep_last_only()
         runs.append(run)
@@ -206,18 +208,15 @@ def reproduce(
         finished(train_experiment(config, data_target, work / config.name, pairs=scale.gan_pairs, **run_options))
 
     stage("Preparing the source and target domains")
-    synthetic = {
-        "image_size": pix2pix.image_size,
-        "pairs": scale.pix2pix_pairs,
-        "seed": pix2pix.seed,
-        "on_bad": "error",
-    }
-    source = data_source or prepare_data(None, work, preset=SOURCE_PRESET, **synthetic)[0].root
-    target = data_target or prepare_data(None, work, preset=SYNTHETIC_PRESET, **synthetic)[0].root
+    domains = {"image_size": pix2pix.image_size, "seed": pix2pix.seed}
+    source_pairs = RunOptions(pairs=scale.pix2pix_pairs, preset=SOURCE_PRESET)
+    source = data_source or prepare_data(None, work, options=source_pairs, **domains)[0].root
+    target_pairs = RunOptions(pairs=scale.pix2pix_pairs)
+    target = data_target or prepare_data(None, work, options=target_pairs, **domains)[0].root
 
     stage(f"Training pix2pix ({pix2pix.section}) on the source domain")
     pretrained = finished(train_experiment(pix2pix, source, work / "pix2pix-source", **pix2pix_options))
-    generator = pretrained / "generator.keras"
+    generator = RunFolder(pretrained).generator_path
     evaluations = work / "evaluations"
 
     def evaluation(role, name, model, data, text, **options):
@@ -227,7 +226,12 @@ def reproduce(
         figures.append((role, folder))
 
     evaluation(
-        "fig3", "fig3-source", generator, source, "pix2pix on the source domain", split_file=pretrained / "split.json"
+        "fig3",
+        "fig3-source",
+        generator,
+        source,
+        "pix2pix on the source domain",
+        split_file=RunFolder(pretrained).split_path,
     )
     evaluation("fig4", "fig4-target-raw", generator, target, "pix2pix on raw target SAR")
     for convention, steps in MEDIAN_GAMMA.items():
@@ -246,14 +250,14 @@ def reproduce(
         (lora_decoder, "finetune-lora-dec8-head", "fig9"),
     ):
         stage(f"Fine-tuning: {name} ({config.section}) on the target domain")
-        run = finished(finetune(config, target, work / name, generator=generator, **pix2pix_options))
+        run = RunFolder(finished(finetune(config, target, work / name, generator=generator, **pix2pix_options)))
         evaluation(
             role,
             f"{role}-{name}",
-            run / "generator.keras",
+            run.generator_path,
             target,
             f"the {name} generator",
-            split_file=run / "split.json",
+            split_file=run.split_path,
         )
 
     stage(f"Writing the report into {out}")

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sar2opt import benchmark, cli
+from benchmarks import flops, report, results, timing, torch_pix2pix
+from keras_sar2opt import cli
 from keras_sar2opt.models import patchgan_discriminator, unet_generator
 
 TOY = dict(
@@ -44,9 +45,9 @@ def test_forward_macs_equals_a_hand_count():
         + 4 * 4 * 2 * 2 * 6 * 2  # Conv2DTranspose: input positions x kernel x C_in x C_out
         + 8 * 8 * 2 * 5  # Dense on the flattened 8x8x2
     )
-    assert benchmark.forward_macs(tiny_model()) == hand
+    assert flops.forward_macs(tiny_model()) == hand
     outer = keras.Sequential([keras.Input((8, 8, 3)), tiny_model()])  # nested models are walked
-    assert benchmark.forward_macs(outer) == hand
+    assert flops.forward_macs(outer) == hand
 
 
 def test_forward_macs_of_table5_generator():
@@ -61,49 +62,49 @@ def test_forward_macs_of_table5_generator():
         (32 * 32, 16, 256, 64),
         (64 * 64, 16, 128, 3),
     ]
-    assert benchmark.forward_macs(unet_generator()) == sum(math.prod(layer) for layer in layers)
+    assert flops.forward_macs(unet_generator()) == sum(math.prod(layer) for layer in layers)
 
 
 def test_train_flops_formula():
-    assert benchmark.train_flops(10, 1) == 2 * (3 * 10 + 8 * 1)
+    assert flops.train_flops(10, 1) == 2 * (3 * 10 + 8 * 1)
 
 
 def test_budget_turns_slow_calls_into_single_timed_calls():
-    settings = benchmark.Settings(steps=4, repeats=5, budget=10.0)
-    assert benchmark._plan_calls(0.1, settings) == (4, 5)
-    assert benchmark._plan_calls(3.0, settings) == (1, 3)
-    assert benchmark._plan_calls(100.0, settings) == (1, 1)
+    settings = timing.Settings(steps=4, repeats=5, budget=10.0)
+    assert timing._plan_calls(0.1, settings) == (4, 5)
+    assert timing._plan_calls(3.0, settings) == (1, 3)
+    assert timing._plan_calls(100.0, settings) == (1, 1)
 
 
 def test_medians_are_over_quiet_blocks_when_there_are_any():
-    timing = benchmark.summarise([1.0, 2.0, 10.0], [0.0, 1.5, 0.1], calls=6)
-    assert (timing.rate, timing.calls, timing.quiet_blocks, timing.blocks) == (5.5, 6, 2, 3)
-    assert timing.others == pytest.approx(0.05)
-    busy = benchmark.summarise([1.0, 2.0, 10.0], [1.0, 1.5, 2.0], calls=3)
+    quiet = timing.summarise([1.0, 2.0, 10.0], [0.0, 1.5, 0.1], calls=6)
+    assert (quiet.rate, quiet.calls, quiet.quiet_blocks, quiet.blocks) == (5.5, 6, 2, 3)
+    assert quiet.others == pytest.approx(0.05)
+    busy = timing.summarise([1.0, 2.0, 10.0], [1.0, 1.5, 2.0], calls=3)
     assert (busy.rate, busy.quiet_blocks) == (2.0, 0) and busy.others == pytest.approx(1.5)
-    unknown = benchmark.summarise([3.0], [math.nan], calls=1)  # no /proc: every block counts
+    unknown = timing.summarise([3.0], [math.nan], calls=1)  # no /proc: every block counts
     assert unknown.rate == 3.0 and unknown.quiet_blocks == 1 and math.isnan(unknown.others)
-    assert benchmark.summarise([1.0, 2.0], [0.0, 1.0], 2, cpu=[4.0, 9.0]).cpu_per_call == 4.0
+    assert timing.summarise([1.0, 2.0], [0.0, 1.0], 2, cpu=[4.0, 9.0]).cpu_per_call == 4.0
 
 
 def test_command_runs_a_toy_benchmark_and_writes_the_table(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(benchmark.Settings, "quick", classmethod(lambda cls, **overrides: cls(**{**TOY, **overrides})))
+    monkeypatch.setattr(timing.Settings, "quick", classmethod(lambda cls, **overrides: cls(**{**TOY, **overrides})))
     out = tmp_path / "reports" / "benchmarks.md"
     assert cli.main(["benchmark", "--quick", "--no-torch", "--precision", "float32", "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     text = out.read_text()
     assert "`sar2opt benchmark --quick --backend tensorflow --precision float32 --no-torch --out" in text
-    assert "| " + " | ".join(benchmark.TABLE_COLUMNS) + " |" in text
+    assert "| " + " | ".join(report.TABLE_COLUMNS) + " |" in text
     assert "## Targets" in text and "| TensorFlow | float32 | 128×128 |" in text
-    (line,) = [line for line in text.splitlines() if line.startswith(f"| {benchmark.REPORT_GAN_TRAIN} |")]
-    cells = dict(zip(benchmark.TABLE_COLUMNS, (cell.strip() for cell in line.strip("|").split("|"))))
-    assert cells["feed"] == benchmark.DISK and cells["batch"] == "2" and cells["precision"] == "float32"
+    (line,) = [line for line in text.splitlines() if line.startswith(f"| {results.REPORT_GAN_TRAIN} |")]
+    cells = dict(zip(report.TABLE_COLUMNS, (cell.strip() for cell in line.strip("|").split("|"))))
+    assert cells["feed"] == results.DISK and cells["batch"] == "2" and cells["precision"] == "float32"
     for column in ("Keras img/s", "Keras GFLOP/s"):
         assert np.isfinite(float(cells[column])) and float(cells[column]) > 0
-    flops = benchmark.train_flops(
-        benchmark.forward_macs(unet_generator(32)), benchmark.forward_macs(patchgan_discriminator(32))
+    per_image = flops.train_flops(
+        flops.forward_macs(unet_generator(32)), flops.forward_macs(patchgan_discriminator(32))
     )
-    assert cells["GFLOP/img"] == f"{flops / 1e9:.4g}"
+    assert cells["GFLOP/img"] == f"{per_image / 1e9:.4g}"
     assert float(cells["of matmul ceiling"].rstrip("%")) > 0
     assert cells["PyTorch img/s"] == "—"  # --no-torch
 
@@ -133,7 +134,7 @@ def test_torch_side_counts_the_same_flops_and_runs():
     torch = pytest.importorskip("torch")
     from keras_sar2opt.models import pix2pix_generator
 
-    networks = benchmark.torch_pix2pix()
+    networks = torch_pix2pix.build_networks()
     macs = 0
 
     def count(module, inputs, output):
@@ -149,20 +150,19 @@ def test_torch_side_counts_the_same_flops_and_runs():
         for module in networks[0].modules()
         if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
     ]
-    call = benchmark.torch_inference_call(networks[0], 1, 256, bf16=False)
+    call = torch_pix2pix.inference_call(networks[0], 1, 256, bf16=False)
     output = call()
     for hook in hooks:
         hook.remove()
     assert output.shape == (1, 3, 256, 256) and np.isfinite(output).all()
-    assert macs == benchmark.forward_macs(pix2pix_generator())
-    step = benchmark.torch_train_call(networks, 2, 256, bf16=False)  # BatchNorm of enc8 (1x1) needs 2
-    assert np.isfinite(step())
+    assert macs == flops.forward_macs(pix2pix_generator())
+    sar, optical = torch_pix2pix.images(2, 256, seed=1), torch_pix2pix.images(2, 256, seed=2)
+    step = torch_pix2pix.train_step(networks, sar, optical, bf16=False)  # BatchNorm of enc8 (1x1) needs 2
+    assert np.isfinite(step().item())
 
 
 def test_gpu_section_compares_each_rate_with_pytorch_bf16_autocast_and_the_best_pytorch_rate(tmp_path):
-    from keras_sar2opt.benchmark import gpu_section
-
-    assert gpu_section(tmp_path) == []
+    assert report.gpu_section(tmp_path) == []
     records = [
         {
             "framework": "Keras 3 / JAX",
@@ -193,7 +193,7 @@ def test_gpu_section_compares_each_rate_with_pytorch_bf16_autocast_and_the_best_
         },
     ]
     (tmp_path / "gpu_pix2pix_h100.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    text = "\n".join(gpu_section(tmp_path))
+    text = "\n".join(report.gpu_section(tmp_path))
     assert "## GPU: Pix2Pix train step, batch 32, 256×256 (NVIDIA H100)" in text
     # The reference is the median of the NCHW bf16 autocast rates (1000 and 960: 980); the best is 1250.
     assert "| Keras 3 / JAX | batches on the GPU | mixed_bfloat16 | 1,500 | 1.53 | 1.20 |" in text
@@ -203,11 +203,23 @@ def test_gpu_section_compares_each_rate_with_pytorch_bf16_autocast_and_the_best_
 
 
 def test_out_under_a_file_is_refused_before_the_backend_loads(tmp_path, cli_error, monkeypatch):
-    monkeypatch.setattr(benchmark, "configure", lambda *args: pytest.fail("the backend was configured"))
+    monkeypatch.setattr(timing, "configure", lambda *args: pytest.fail("the backend was configured"))
     blocker = tmp_path / "file.png"
     blocker.write_bytes(b"not a folder")
     line = cli_error(["benchmark", "--no-torch", "--out", str(blocker / "b.md")])
     assert (
         line == f"sar2opt benchmark: error: Expected a writable --output file, received {blocker / 'b.md'} "
         f"({blocker} is a file)"
+    )
+
+
+def test_an_installed_package_without_the_benchmarks_folder_is_a_one_line_error(tmp_path, cli_error, monkeypatch):
+    import keras_sar2opt
+
+    package = tmp_path / "site-packages" / "keras_sar2opt"
+    monkeypatch.setattr(keras_sar2opt, "__file__", str(package / "__init__.py"))
+    line = cli_error(["benchmark", "--no-torch", "--out", str(tmp_path / "b.md")])
+    assert line == (
+        "sar2opt benchmark: error: Expected a source checkout of keras_sar2opt with its benchmarks/ folder for "
+        f"`sar2opt benchmark` (clone the repository; pip install -e .), received an installed package at {package}"
     )

@@ -7,6 +7,7 @@ import pytest
 from keras_sar2opt.data import Pair, find_pairs, make_dataset
 from keras_sar2opt.data.loading import load_pair
 from keras_sar2opt.data.pipeline import training_batches
+from keras_sar2opt.data.scaling import OpticalScaling, SarScaling
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
 
@@ -90,15 +91,15 @@ def test_preprocessing_and_sar_options_apply_to_sar_only(pairs):
     processed = batches(make_dataset(pairs[:4], 32, 4, training=False, preprocessing=steps))[0]
     np.testing.assert_array_equal(processed[1], plain[1])
     assert processed[0].mean() < plain[0].mean() - 0.3  # gamma 7 "power" darkens
-    stretched = batches(make_dataset(pairs[:4], 32, 4, training=False, sar_options={"percentiles": [2, 98]}))[0]
+    stretched = batches(make_dataset(pairs[:4], 32, 4, training=False, sar_options=SarScaling(percentiles=[2, 98])))[0]
     assert stretched[0].min() == -1 and stretched[0].max() == 1
 
 
 def test_bad_options_fail_before_tf_data(pairs):
     with pytest.raises(Sar2OptError, match="received 'bilateral'"):
         make_dataset(pairs, 32, 4, training=True, preprocessing=["bilateral"])
-    with pytest.raises(Sar2OptError, match="received clip"):
-        make_dataset(pairs, 32, 4, training=True, sar_options={"clip": 1})
+    with pytest.raises(Sar2OptError, match="Expected a SarScaling or None, received"):
+        make_dataset(pairs, 32, 4, training=True, sar_options={"percentiles": [2, 98]})
     with pytest.raises(Sar2OptError, match="at least one pair"):
         make_dataset([], 32, 4, training=True)
     with pytest.raises(Sar2OptError, match="image size of at least 8, received 0"):
@@ -130,14 +131,18 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     stored = cv2.imread(str(reflectance_pairs[0].optical), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.float32)
     by_depth = batches(make_dataset(reflectance_pairs, 16, 2, training=False))[0][1]
     assert by_depth.max() < -0.9  # 2000 of 65535: nearly black
-    ranged = batches(make_dataset(reflectance_pairs, 16, 2, training=False, optical_options={"range": [0, 2000]}))[0][1]
+    ranged = batches(
+        make_dataset(reflectance_pairs, 16, 2, training=False, optical_options=OpticalScaling(range=[0, 2000]))
+    )[0][1]
     np.testing.assert_allclose(ranged[0], stored / 1000.0 - 1.0, atol=1e-5)
-    sequence = PairBatches(reflectance_pairs, 16, 2, training=False, optical_options={"range": [0, 2000]}, workers=1)
+    sequence = PairBatches(
+        reflectance_pairs, 16, 2, training=False, optical_options=OpticalScaling(range=[0, 2000]), workers=1
+    )
     np.testing.assert_array_equal(sequence[0][1], ranged)
     with pytest.raises(
         Sar2OptError, match=r"optical range \(--optical-range\) as \[low, high\] finite with low < high, received \[5\]"
     ):
-        make_dataset(reflectance_pairs, 16, 2, training=False, optical_options={"range": [5]})
+        make_dataset(reflectance_pairs, 16, 2, training=False, optical_options=OpticalScaling(range=[5]))
 
     with caplog.at_level("WARNING"):
         warn_if_optical_is_dark(reflectance_pairs, None)
@@ -148,7 +153,7 @@ def test_optical_range_scales_16_bit_reflectance_in_both_pipelines(reflectance_p
     assert f"pass --optical-range 0 {np.percentile(stored, 99):.0f} (or" in message
     caplog.clear()
     with caplog.at_level("WARNING"):
-        warn_if_optical_is_dark(reflectance_pairs, {"range": [0, 2000]})  # scaled as asked
+        warn_if_optical_is_dark(reflectance_pairs, OpticalScaling(range=[0, 2000]))  # scaled as asked
         warn_if_optical_is_dark([Pair("8-bit", reflectance_pairs[0].sar, reflectance_pairs[0].sar)], None)
         empty = reflectance_pairs[0].optical.with_name("empty.png")
         cv2.imwrite(str(empty), np.zeros((16, 16, 3), np.uint16))
@@ -167,18 +172,18 @@ def test_optical_bands_pick_rgb_from_a_multiband_geotiff(reflectance_pairs, tmp_
             dataset.write(np.full((16, 16), band * 100, np.uint16), band)
     pair = Pair("stack", reflectance_pairs[0].sar, stack)
     with caplog.at_level("WARNING"):
-        warn_if_optical_is_dark([pair], {"bands": [3, 2, 1]})  # judged on the bands used: up to 300, not 500
+        warn_if_optical_is_dark([pair], OpticalScaling(bands=[3, 2, 1]))  # judged on the bands used: up to 300, not 500
     assert [record.getMessage().split(": ")[0] for record in caplog.records] == [
         f"Optical images such as {stack} use values up to 300 of their type's 65535"
     ]
-    _, optical = load_pair(pair, 16, optical_options={"bands": [3, 2, 1], "range": [0, 500]})
+    _, optical = load_pair(pair, 16, optical_options=OpticalScaling(bands=[3, 2, 1], range=[0, 500]))
     np.testing.assert_allclose(optical[0, 0], np.array([300, 200, 100]) / 250.0 - 1.0, atol=1e-6)
     with pytest.raises(
         Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5: choose 1 or 3 with --optical-bands"
     ):
         load_pair(pair, 16)  # five bands and no choice among them
     with pytest.raises(Sar2OptError, match=f"Expected optical band 6 in {stack}, received 5 bands"):
-        load_pair(pair, 16, optical_options={"bands": [6]})
+        load_pair(pair, 16, optical_options=OpticalScaling(bands=[6]))
     # Pairs are checked for the bands asked for before any training.
     (tmp_path / "pairs.csv").write_text(f"sar,optical\n{pair.sar},{stack}\n")
     with pytest.raises(Sar2OptError, match=f"Expected 1 to 4 optical bands in {stack}, received 5"):
@@ -205,7 +210,7 @@ def test_sar_band_picks_vh_of_a_dual_pol_geotiff(reflectance_pairs, tmp_path):
                 dataset.write(band, index)
     optical = reflectance_pairs[0].optical
     dual = Pair("dual", tmp_path / "dual.tif", optical)
-    for options, alone in (({}, "vv"), ({"band": 1}, "vv"), ({"band": 2}, "vh")):
+    for options, alone in ((SarScaling(), "vv"), (SarScaling(band=1), "vv"), (SarScaling(band=2), "vh")):
         sar, _ = load_pair(dual, 16, sar_options=options)
         expected, _ = load_pair(Pair(alone, tmp_path / f"{alone}.tif", optical), 16)
         np.testing.assert_array_equal(sar, expected)

@@ -9,7 +9,8 @@ from scipy.special import digamma, polygamma
 
 from keras_sar2opt import cli
 from keras_sar2opt.data import find_pairs, load_split
-from keras_sar2opt.data.io import linear_to_db, read_image
+from keras_sar2opt.data.io import read_image
+from keras_sar2opt.data.scaling import linear_to_db
 from keras_sar2opt.data.synthetic import (
     BUILDINGS,
     CLASS_NAMES,
@@ -149,9 +150,10 @@ def test_make_synthetic_command(tmp_path, capsys):
 
 
 def test_training_data_is_rewritten_when_its_synthetic_json_was_cut_short(tmp_path):
-    from keras_sar2opt.training.run import prepare_data
+    from keras_sar2opt.runs import RunOptions
+    from keras_sar2opt.training.prepare import prepare_data
 
-    settings = {"image_size": 16, "pairs": 4, "seed": 0, "on_bad": "error"}
+    settings = {"image_size": 16, "seed": 0, "options": RunOptions(pairs=4)}
     prepare_data(None, tmp_path, **settings)
     (info,) = (tmp_path / "data").glob("*/synthetic.json")
     info.write_text(info.read_text()[:20])  # a write cut short

@@ -290,9 +290,9 @@ def test_a_finetuning_experiment_needs_its_generator(tmp_path):
 
 
 def test_an_entry_script_refuses_another_experiment(capsys):
-    from keras_sar2opt.commands.train import main_for
+    from keras_sar2opt.cli import train_main
 
-    assert main_for("finetune-full", ["--experiment", "wgan"]) == 2
+    assert train_main("finetune-full", ["--experiment", "wgan"]) == 2
     assert "Expected no --experiment: this script trains finetune-full" in capsys.readouterr().err
 
 

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from keras_sar2opt import finetune, lora
-from keras_sar2opt.cli import main
-from keras_sar2opt.commands.train import main_for
+from keras_sar2opt.cli import main, train_main
 from keras_sar2opt.models import pix2pix_discriminator
 
 pytestmark = pytest.mark.slow
@@ -36,7 +35,7 @@ def _train(experiment, argv):
     """The script's main in this process; returns what it printed."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main_for(experiment, argv) == 0
+        assert train_main(experiment, argv) == 0
     return printed.getvalue()
 
 

@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from keras_sar2opt.data import find_pairs, layouts, pipeline, split_pairs
+from keras_sar2opt.data import find_pairs, pairs, pipeline, split_pairs
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import get_experiment
+from keras_sar2opt.runs import RunFolder, RunOptions
 from keras_sar2opt.training import run as training_run
 from keras_sar2opt.training.checkpoints import MANIFEST_FORMAT, CheckpointStore
+from keras_sar2opt.training.prepare import check_same_run
 
 TRAIN = [
     "train",
@@ -68,7 +70,7 @@ def test_a_file_gone_bad_after_the_scan_stops_training_with_one_line(tmp_path, c
     write_synthetic(data, "qxslab", 12, layout="qxslab", size=32, seed=0, progress=False)
     bad = split_pairs(find_pairs(data).pairs, seed=0)["val"][0].sar  # read for the sample grids, before fit()
     bad.write_bytes(b"not an image any more")
-    monkeypatch.setattr(layouts, "check_pair", lambda *args: None)  # as if it broke after the scan
+    monkeypatch.setattr(pairs, "check_pair", lambda *args: None)  # as if it broke after the scan
     argv = [
         "train",
         "--experiment",
@@ -139,10 +141,11 @@ def test_resume_with_another_precision_or_starting_generator_is_refused(tmp_path
     (out / "config.json").write_text(json.dumps(settings))
     config = get_experiment("patchgan").with_overrides(image_size=32, batch_size=2, epochs=5)
     same = {"finetune": {"generator": "/models/a.keras", "discriminator": None}}
-    training_run.check_same_run(out, config, {"precision": "float32"}, same)  # more epochs only: resumes
+    folder = RunFolder(out)
+    check_same_run(folder, config, RunOptions(precision="float32"), same)  # more epochs only: resumes
     other = {"finetune": {"generator": "/models/b.keras", "discriminator": None}}
     with pytest.raises(Sar2OptError, match=r"different precision, finetune\.generator; pass the same"):
-        training_run.check_same_run(out, config, {"precision": "mixed_bfloat16"}, other)
+        check_same_run(folder, config, RunOptions(precision="mixed_bfloat16"), other)
 
 
 def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_evaluation(
@@ -154,7 +157,7 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     loader = pipeline._pair_loader
 
     def recording_loader(size, options, preprocessing, channels, optical_options):
-        scalings.append((options, optical_options))
+        scalings.append((options.to_config(), optical_options.to_config()))
         return loader(size, options, preprocessing, channels, optical_options)
 
     monkeypatch.setattr(pipeline, "_pair_loader", recording_loader)
@@ -209,7 +212,7 @@ def test_sar_and_optical_scaling_reach_every_dataset_and_bind_the_run_and_its_ev
     assert summary["optical_options"] == {"range": [0.0, 200.0], "bands": [3, 2, 1]}
     markdown = (tmp_path / "eval-db" / "summary.md").read_text()
     assert (
-        "- Scaling to [0, 1]: SAR input image, percentiles 5..95, band 1; optical range 0..200, bands 3 2 1\n"
+        "- Scaling to [0, 1]: SAR input image, percentiles 5..95, band 1; optical bands 3 2 1, range 0..200\n"
         in markdown
     )
     (out / "config.json").unlink()

@@ -164,7 +164,7 @@ def test_table2_numbers_equal_csv_history_and_report(report):
 
 
 def test_table4_compares_the_three_discriminators(report):
-    from keras_sar2opt.reports.report import STABILITY_EPOCHS, TABLE4_COLUMNS
+    from keras_sar2opt.reports.tables import STABILITY_EPOCHS, TABLE4_COLUMNS
 
     _, rows = markdown_table(report["text"], "## Table 4")
     frame = pd.read_csv(report["out"] / "table4.csv")
@@ -232,14 +232,14 @@ def test_missing_inputs_are_named_and_bad_folders_rejected(tmp_path, capsys):
 
 
 def _evaluation(role, **means):
-    from keras_sar2opt.reports.report import Evaluation
+    from keras_sar2opt.reports.inputs import Evaluation
 
     metrics = {metric: {"mean": value, "std": 0.0} for metric, value in means.items()}
     return Evaluation(path=None, name=role, summary={"metrics": metrics}, roles=(role,))
 
 
 def test_findings_compare_figures_per_metric_with_the_best_of_several(tmp_path):
-    from keras_sar2opt.reports.report import findings_section
+    from keras_sar2opt.reports.findings import findings_section
 
     evaluations = [
         _evaluation("fig3", psnr=20.0, ssim=0.6, sam=5.0, l1=0.2),
@@ -277,7 +277,7 @@ def test_findings_compare_figures_per_metric_with_the_best_of_several(tmp_path):
 
 
 def test_findings_without_the_compared_figures_say_what_is_missing(tmp_path):
-    from keras_sar2opt.reports.report import findings_section
+    from keras_sar2opt.reports.findings import findings_section
 
     text = "\n".join(findings_section([_evaluation("fig4", psnr=10.0, ssim=0.2, sam=15.0, l1=0.6)], tmp_path))
     assert "*Missing:* evaluation folders for the figures compared here" in text
@@ -297,7 +297,8 @@ def test_an_output_that_cannot_be_a_folder_is_one_line(tmp_path, cli_error):
 def test_an_evaluation_whose_model_does_not_fit_its_figure_is_flagged(tmp_path, caplog):
     """Figure 7 must show a full fine-tuning run's model, Figure 9 a LoRA one's, Figures 3-5 the
     pre-trained model: their run's config.json says which training made a model."""
-    from keras_sar2opt.reports.report import collect_inputs, evaluation_figure_section
+    from keras_sar2opt.reports.figures import evaluation_figure_section
+    from keras_sar2opt.reports.inputs import collect_inputs
 
     lora = tmp_path / "lora"
     lora.mkdir()

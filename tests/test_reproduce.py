@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from keras_sar2opt.evaluation import read_summary
-from keras_sar2opt.reports.report import METRIC_DECIMALS, REPORT_METRICS
+from keras_sar2opt.reports.tables import METRIC_DECIMALS, REPORT_METRICS
 from keras_sar2opt.reproduce import Scale, reproduce
 
 TOY = Scale(

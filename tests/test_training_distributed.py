@@ -61,7 +61,8 @@ SCRIPT = textwrap.dedent(
                 "weights": [np.asarray(w).tolist() for w in model.trainable_weights]}
 
     from keras_sar2opt.experiments import get_experiment
-    from keras_sar2opt.training.run import make_strategy, train_experiment
+    from keras_sar2opt.training.distribute import make_strategy
+    from keras_sar2opt.training.run import train_experiment
     mirrored = make_strategy("mirrored")  # all local devices: the two logical CPUs
     results = {f"{setup}-{batch}": [run(tf.distribute.get_strategy(), setup, batch), run(mirrored, setup, batch)]
                for setup, batch in (("bce", 4), ("wasserstein", 4))}

@@ -121,7 +121,7 @@ def test_adversarial_model_and_generator_round_trip_as_keras_files(tmp_path):
     np.testing.assert_allclose(generator.predict(sar, verbose=0), model.generator.predict(sar, verbose=0), atol=1e-6)
 
     # evaluate/translate take a run's checkpoint as --model: its generator
-    from keras_sar2opt.inference import load_generator
+    from keras_sar2opt.model_files import load_generator
 
     from_checkpoint = load_generator(tmp_path / "gan.keras")
     np.testing.assert_allclose(

@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.training import losses
-from keras_sar2opt.training.adversarial import critic_chunks
+from keras_sar2opt.training.losses import critic_chunks
 
 
 def _np(x):

@@ -17,7 +17,7 @@ from PIL import Image
 from keras_sar2opt.cli import main
 from keras_sar2opt.data.grids import sample_grid
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.inference import load_generator
+from keras_sar2opt.model_files import load_generator
 from keras_sar2opt.plots import plot_run_curves, read_history
 from keras_sar2opt.training import METRICS, AdversarialModel
 
@@ -218,7 +218,7 @@ def test_curves_are_drawn_from_history_csv(tmp_path):
 @pytest.mark.parametrize("native", [False, True])
 def test_mixed_bfloat16_on_a_cpu_without_bfloat16_instructions_is_warned_about(monkeypatch, caplog, native):
     from keras_sar2opt import hardware
-    from keras_sar2opt.training.run import warn_if_bfloat16_is_emulated
+    from keras_sar2opt.training.distribute import warn_if_bfloat16_is_emulated
 
     monkeypatch.setattr(hardware, "native_bf16", lambda: native)
     with caplog.at_level(logging.WARNING):

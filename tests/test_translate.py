@@ -10,8 +10,9 @@ import rasterio
 from rasterio.transform import Affine
 
 from keras_sar2opt.cli import main
-from keras_sar2opt.data.io import read_image, to_channels, to_unit, write_png
+from keras_sar2opt.data.io import read_image, to_channels, write_png
 from keras_sar2opt.data.preprocess import apply_preprocessing
+from keras_sar2opt.data.scaling import SarScaling, to_unit
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.inference import (
     blend_weights,
@@ -168,7 +169,7 @@ def test_translate_without_sar_options_scales_float_sar_as_training_does(tmp_pat
     _write_geotiff(tmp_path / "sigma0.tif", intensity)
     sar = keras.Input((32, 32, 3))
     identity = keras.Model(sar, keras.layers.Identity()(sar))
-    expected = np.round(np.clip(to_unit(intensity[..., None], {}), 0, 1) * 255)[..., 0]
+    expected = np.round(np.clip(to_unit(intensity[..., None], SarScaling()), 0, 1) * 255)[..., 0]
     for name in ("out.tif", "out.png"):
         written = translate_file(identity, tmp_path / "sigma0.tif", tmp_path / name, overlap=8, progress=False)
         assert np.abs(read_image(written)[..., 0].astype(int) - expected).max() <= 1, name
@@ -206,7 +207,7 @@ def test_downsample_translates_at_the_resolution_of_tiles_resized_for_training(t
     expected_valid[20, 14] = False
     np.testing.assert_array_equal(valid, expected_valid)
     filled = np.where(np.isnan(linear), np.nanmedian(linear), linear)[..., None]
-    whole = apply_preprocessing(to_unit(filled, options), steps)[:, :202, 0]
+    whole = apply_preprocessing(to_unit(filled, SarScaling(**options)), steps)[:, :202, 0]
     area = cv2.resize(whole, (101, 75), interpolation=cv2.INTER_AREA)  # as `resize` shrinks training tiles
     assert np.abs(values - np.round(area * 255))[valid].max() <= 1
 
@@ -404,7 +405,7 @@ def test_an_unloadable_model_is_a_short_one_line_error(tmp_path):
     import json
     import zipfile
 
-    from keras_sar2opt.inference import load_generator
+    from keras_sar2opt.model_files import load_generator
 
     smoothing_generator(32).save(tmp_path / "model.keras")
     unknown = tmp_path / "unknown.keras"

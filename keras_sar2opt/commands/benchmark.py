@@ -1,10 +1,20 @@
-"""`sar2opt benchmark`: Keras against PyTorch on the report's networks (§2, §3), written to a Markdown report."""
+"""`sar2opt benchmark`: Keras against PyTorch on the report's networks (§2, §3), written to a Markdown report.
+
+The machinery is the checkout's `benchmarks` package (beside `keras_sar2opt`, not installed), imported
+when the command runs. The option choices below are defined here, since the parser is built at every
+CLI start, also where `benchmarks` is absent; `benchmarks` imports them from this module.
+"""
 
 import shlex
+import sys
+from pathlib import Path
 
 from keras_sar2opt import files
-from keras_sar2opt.benchmark import BACKENDS, PRECISIONS, WORKLOADS
 from keras_sar2opt.errors import Sar2OptError
+
+BACKENDS = ("tensorflow", "jax")
+PRECISIONS = ("float32", "mixed_bfloat16")
+WORKLOADS = ("pix2pix-train", "pix2pix-train-xla", "pix2pix-inference", "report-gan-train")  # --only names
 
 
 def register(subparsers):
@@ -29,7 +39,7 @@ def register(subparsers):
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=list(WORKLOADS),
+        choices=WORKLOADS,
         metavar="WORKLOAD",
         help=f"measure only these: {', '.join(WORKLOADS)} (the matmul ceiling always)",
     )
@@ -78,9 +88,7 @@ def command_line(args):
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def settings_from_args(args):
-    from keras_sar2opt.benchmark import Settings
-
+def settings_from_args(args, settings_class):
     overrides = {}
     if args.repeats is not None:
         if args.repeats < 1:
@@ -101,15 +109,36 @@ def settings_from_args(args):
     if args.precision:
         overrides["precisions"] = tuple(dict.fromkeys(args.precision))
     overrides["torch"] = args.torch
-    return Settings.quick(**overrides) if args.quick else Settings(**overrides)
+    return settings_class.quick(**overrides) if args.quick else settings_class(**overrides)
+
+
+def import_benchmarks():
+    """Import the `benchmarks` package of the source checkout holding `keras_sar2opt`, its root put on sys.path."""
+    import keras_sar2opt
+
+    package = Path(keras_sar2opt.__file__).resolve().parent
+    folder = package.parent / "benchmarks"
+    if not (folder / "__init__.py").is_file():
+        raise Sar2OptError(
+            "Expected a source checkout of keras_sar2opt with its benchmarks/ folder for `sar2opt benchmark` "
+            f"(clone the repository; pip install -e .), received an installed package at {package}"
+        )
+    if str(folder.parent) not in sys.path:
+        sys.path.insert(0, str(folder.parent))
+    import benchmarks
+
+    found = Path(benchmarks.__file__).resolve().parent
+    if found != folder:
+        raise Sar2OptError(f"Expected the benchmarks package at {folder}, received another one at {found}")
 
 
 def run(args):
     out = files.check_writable(args.out, "--output", file=True)  # before the backend loads
-    settings = settings_from_args(args)
-    from keras_sar2opt import benchmark
+    import_benchmarks()
+    from benchmarks import cpu, report, timing
 
-    runtime = benchmark.configure(args.backend, args.threads)
+    settings = settings_from_args(args, timing.Settings)
+    runtime = timing.configure(args.backend, args.threads)
     if settings.torch and "torch" not in runtime:
         raise Sar2OptError(
             "Expected PyTorch for the comparison (the benchmark extra), received none: install torch or pass --no-torch"
@@ -117,9 +146,9 @@ def run(args):
     command = command_line(args)
 
     def write(results):
-        files.write_text(out, benchmark.format_report(results, command, folder=out.parent) + "\n")
+        files.write_text(out, report.format_report(results, command, folder=out.parent) + "\n")
 
-    results = benchmark.run_benchmark(settings, runtime, after_each=write)
-    print(benchmark.format_report(results, command))
+    results = cpu.run_benchmark(settings, runtime, after_each=write)
+    print(report.format_report(results, command))
     print(f"\nsar2opt benchmark: wrote {out}")
     return 0

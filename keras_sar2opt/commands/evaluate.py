@@ -4,9 +4,9 @@ from keras_sar2opt.commands.options import (
     add_optical_scaling_options,
     add_preprocessing_options,
     add_sar_scaling_options,
-    optical_options,
+    optical_scaling,
     preprocessing_steps,
-    sar_options,
+    sar_scaling,
 )
 from keras_sar2opt.evaluation import SAMPLE_ROWS, SPLITS
 from keras_sar2opt.paper import EVALUATION_FIGURES
@@ -84,8 +84,8 @@ def run(args):
         seed=args.seed,
         limit=args.limit,
         preprocessing=preprocessing_steps(args),
-        sar_options=sar_options(args),
-        optical_options=optical_options(args),
+        sar_options=sar_scaling(args),
+        optical_options=optical_scaling(args),
         batch_size=args.batch_size,
         inception_weights=args.inception_weights,
         role=args.role,

@@ -2,6 +2,8 @@
 
 import argparse
 
+from keras_sar2opt.data.scaling import OpticalScaling, SarScaling
+
 
 class _AppendStep(argparse.Action):
     """Collect preprocessing options into `args.steps` in command-line order."""
@@ -69,10 +71,11 @@ def add_sar_scaling_options(parser):
     scaling.add_argument("--percentiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="clip percentiles")
 
 
-def sar_options(args):
-    """The `to_unit` SAR options dict of the band and scaling options given, or None when none was."""
-    given = {"input": args.sar_input, "db_range": args.db_range, "percentiles": args.percentiles, "band": args.sar_band}
-    return {key: value for key, value in given.items() if value is not None} or None
+def sar_scaling(args):
+    """The SarScaling of the band and scaling options given, or None when none was."""
+    return SarScaling.from_config(
+        {"input": args.sar_input, "db_range": args.db_range, "percentiles": args.percentiles, "band": args.sar_band}
+    )
 
 
 def add_optical_scaling_options(parser):
@@ -95,7 +98,6 @@ def add_optical_scaling_options(parser):
     )
 
 
-def optical_options(args):
-    """The `optical_to_unit` options dict of the parsed optical options, or None when none was given."""
-    options = {"bands": args.optical_bands, "range": args.optical_range}
-    return {key: value for key, value in options.items() if value is not None} or None
+def optical_scaling(args):
+    """The OpticalScaling of the optical options given, or None when none was."""
+    return OpticalScaling.from_config({"bands": args.optical_bands, "range": args.optical_range})

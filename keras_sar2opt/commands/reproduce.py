@@ -1,7 +1,7 @@
 """`sar2opt reproduce`: the report's whole study (§1–§4) trained, evaluated and written as one report."""
 
-from keras_sar2opt.experiments import PRECISIONS
 from keras_sar2opt.reproduce import SCALES
+from keras_sar2opt.runs import PRECISIONS
 
 
 def register(subparsers):

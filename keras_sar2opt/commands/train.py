@@ -2,25 +2,19 @@
 
 import argparse
 import functools
-import sys
 import textwrap
-from pathlib import Path
 
 from keras_sar2opt.commands.options import (
     add_optical_scaling_options,
     add_sar_scaling_options,
-    optical_options,
-    sar_options,
+    optical_scaling,
+    sar_scaling,
 )
 from keras_sar2opt.errors import Sar2OptError, UsageError
-from keras_sar2opt.experiments import (
-    DEFAULT_PAIRS,
-    DEFAULT_PRETRAIN_EPOCHS,
-    EXPERIMENTS,
-    PRECISIONS,
-    STRATEGIES,
-    get_experiment,
-)
+from keras_sar2opt.experiments import DEFAULT_PRETRAIN_EPOCHS, EXPERIMENTS, get_experiment
+from keras_sar2opt.runs import ON_BAD, PRECISIONS, STRATEGIES, RunOptions
+
+DEFAULTS = RunOptions()
 
 FINETUNE_EXPERIMENTS = [name for name, config in EXPERIMENTS.items() if config.pretrained]
 LORA_EXPERIMENTS = [name for name, config in EXPERIMENTS.items() if config.lora_targets]
@@ -92,18 +86,23 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, metavar="N", help="global batch size")
     parser.add_argument("--image-size", type=int, metavar="N")
     parser.add_argument("--seed", type=int, metavar="N", help="seed of weights, split and data order (default 0)")
-    parser.add_argument("--pairs", type=int, metavar="N", help=f"synthetic pairs, without --data ({DEFAULT_PAIRS})")
-    parser.add_argument("--precision", choices=PRECISIONS, help="(default float32)")
+    parser.add_argument("--pairs", type=int, metavar="N", help=f"synthetic pairs, without --data ({DEFAULTS.pairs})")
+    parser.add_argument("--precision", choices=PRECISIONS, help=f"(default {DEFAULTS.precision})")
     parser.add_argument(
         "--strategy",
         choices=STRATEGIES,
-        help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default none)",
+        help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default "
+        f"{DEFAULTS.strategy})",
     )
     parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="batches per epoch (the data repeats)")
-    parser.add_argument("--sample-every", type=int, metavar="N", help="sample grid every N epochs (default 5)")
+    parser.add_argument(
+        "--sample-every", type=int, metavar="N", help=f"sample grid every N epochs (default {DEFAULTS.sample_every})"
+    )
     parser.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop when val_g_l1 stalls")
     parser.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard logs")
-    parser.add_argument("--on-bad", choices=("error", "skip"), help="bad data pairs: stop (default) or skip")
+    parser.add_argument(
+        "--on-bad", choices=ON_BAD, help=f"bad data pairs: stop (error) or skip (default {DEFAULTS.on_bad})"
+    )
     parser.add_argument(
         "--deterministic",
         action="store_true",
@@ -229,10 +228,27 @@ def run(args):
     if args.pairs is not None and args.data is not None:
         raise Sar2OptError(f"Expected --pairs only without --data, received --data {args.data}")
     _check_experiment_options(args)
-    from keras_sar2opt.data.loading import check_reading_options
 
-    scaling, optical = sar_options(args), optical_options(args)
-    check_reading_options(scaling, optical)  # before TensorFlow's import
+    options = RunOptions(
+        **{
+            name: value
+            for name, value in {
+                "pairs": args.pairs,
+                "precision": args.precision,
+                "strategy": args.strategy,
+                "steps_per_epoch": args.steps_per_epoch,
+                "sample_every": args.sample_every,
+                "tensorboard": args.tensorboard,
+                "early_stopping": args.early_stopping,
+                "on_bad": args.on_bad,
+                "deterministic": args.deterministic,
+                "sar_options": sar_scaling(args),
+                "optical_options": optical_scaling(args),
+                "split_group": args.split_group,
+            }.items()
+            if value is not None
+        }
+    )  # checked here, before TensorFlow's import
     config = get_experiment(args.experiment).with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -263,37 +279,7 @@ def run(args):
             cache=args.cache,
             pretrain_epochs=args.pretrain_epochs,
         )
-    out = train(
-        config,
-        data=args.data,
-        out=args.out,
-        pairs=DEFAULT_PAIRS if args.pairs is None else args.pairs,
-        precision=args.precision or "float32",
-        strategy=args.strategy or "none",
-        steps_per_epoch=args.steps_per_epoch,
-        sample_every=5 if args.sample_every is None else args.sample_every,
-        tensorboard=bool(args.tensorboard),
-        early_stopping=args.early_stopping,
-        on_bad=args.on_bad or "error",
-        deterministic=bool(args.deterministic),
-        sar_options=scaling,
-        optical_options=optical,
-        split_group=args.split_group,
-        verbose="auto" if args.verbose is None else args.verbose,
-    )
+    verbose = "auto" if args.verbose is None else args.verbose
+    out = train(config, data=args.data, out=args.out, options=options, verbose=verbose)
     print(f"sar2opt train: run folder {out}")
     return 0
-
-
-def main_for(experiment, argv=None):
-    """`sar2opt train --experiment EXPERIMENT` with the command line's other arguments (train_*.py)."""
-    from keras_sar2opt.cli import main
-
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg == "--experiment" or arg.startswith("--experiment=") for arg in argv):
-        print(
-            f"{Path(sys.argv[0]).name}: error: Expected no --experiment: this script trains {experiment}",
-            file=sys.stderr,
-        )
-        return 2
-    return main(["train", "--experiment", experiment, *argv])

@@ -7,9 +7,10 @@ from keras_sar2opt.commands.options import (
     add_preprocessing_options,
     add_sar_scaling_options,
     preprocessing_steps,
-    sar_options,
+    sar_scaling,
 )
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -70,27 +71,23 @@ def register(subparsers):
 def _sar_scaling(given, reading):
     """The SAR options to translate with: the run's, those `given` replacing its own one by one; and
     a note of what came from the run. A difference from the run is warned about."""
-    from keras_sar2opt.data.io import describe_options, merge_sar_options
-
     if reading is None:
         return given, []
-    scaling = merge_sar_options(reading.sar_options, given)
+    scaling = reading.sar.merged(given) if reading.sar else given
     if given is None:
-        return scaling, [f"SAR {describe_options(scaling, 'auto')}"] if scaling else []
-    if scaling != reading.sar_options:
-        logger.warning(
-            f"{reading.name} was trained on SAR {describe_options(reading.sar_options, 'auto')}; translating "
-            f"with SAR {describe_options(scaling, 'auto')}"
-        )
+        return scaling, [f"SAR {scaling.describe()}"] if scaling else []
+    if scaling != reading.sar:
+        trained = reading.sar.describe() if reading.sar else "auto"
+        logger.warning(f"{reading.name} was trained on SAR {trained}; translating with SAR {scaling.describe()}")
     return scaling, []
 
 
 def _downsample(given, reading, model):
     """The --downsample to translate with: `given`, else the run's resize, else 1; and a note of what
     came from the run. A given factor other than the run's is warned about."""
-    from keras_sar2opt.inference import run_downsample, tile_size
+    from keras_sar2opt.model_files import tile_size
 
-    learned = run_downsample(reading, model)
+    learned = None if reading is None else reading.downsample(tile_size(model))
     if given is None:
         factor = learned or 1
         return factor, [f"--downsample {factor}"] if factor > 1 else []
@@ -105,13 +102,15 @@ def _downsample(given, reading, model):
 
 def run(args):
     from keras_sar2opt.data.loading import check_reading_options
-    from keras_sar2opt.inference import OutputEncoding, load_generator, plan_outputs, reading_of_run, translate_paths
+    from keras_sar2opt.inference import OutputEncoding, plan_outputs, translate_paths
+    from keras_sar2opt.model_files import load_generator
 
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
         if value is not None and value < 1:
             raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
-    steps, reading = preprocessing_steps(args), reading_of_run(args.model)
-    scaling, as_trained = _sar_scaling(sar_options(args), reading)
+    folder = RunFolder.holding(args.model)
+    steps, reading = preprocessing_steps(args), folder and folder.reading()
+    scaling, as_trained = _sar_scaling(sar_scaling(args), reading)
     # Bad options and paths fail here, before the model loads.
     check_reading_options(scaling, preprocessing=steps)
     encoding = OutputEncoding(args.output_range)

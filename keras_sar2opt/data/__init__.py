@@ -6,7 +6,8 @@ is the tf.data pipeline where TensorFlow is installed and a keras.utils.PyDatase
 
 import importlib.util
 
-from keras_sar2opt.data.layouts import LAYOUTS, ON_BAD, Pair, PairSet, Skipped, find_pairs, save_skipped
+from keras_sar2opt.data.layouts import LAYOUTS, ON_BAD, Pair, PairSet, Skipped
+from keras_sar2opt.data.pairs import find_pairs, save_skipped
 from keras_sar2opt.data.splits import load_split, save_split, split_pairs
 
 __all__ = [

@@ -16,18 +16,6 @@ from keras_sar2opt.files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
-# Ways the values of a SAR file may be stored, for `to_unit(..., {"input": ...})`.
-SAR_INPUTS = ("auto", "image", "linear", "amplitude", "db")
-# SAR and optical option keys and the command-line options that set them (named in errors).
-SAR_OPTION_FLAGS = {
-    "input": "--sar-input",
-    "db_range": "--db-range",
-    "percentiles": "--percentiles",
-    "band": "--sar-band",
-}
-OPTICAL_OPTION_FLAGS = {"range": "--optical-range", "bands": "--optical-bands"}
-SAR_OPTION_KEYS, OPTICAL_OPTION_KEYS = tuple(SAR_OPTION_FLAGS), tuple(OPTICAL_OPTION_FLAGS)
-DEFAULT_PERCENTILES = (1.0, 99.0)
 # End-of-file markers, searched in a file's last 64 bytes: a file without one was cut short.
 _END_MARKERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
 # Largest image read whole (a 11,585-pixel square): a header declaring more is refused before
@@ -198,44 +186,6 @@ def to_channels(image, channels=3, path=None):
     raise Sar2OptError(f"Expected 1 or 3 output channels, received {channels}")
 
 
-def linear_to_db(values, amplitude=False):
-    """Linear intensity (or amplitude) to decibels, flooring zeros at 1e-10 (-100 dB)."""
-    values = np.maximum(np.asarray(values, np.float32), np.float32(1e-10))
-    logs = cv2.log(values.reshape(-1, 1)).reshape(values.shape)  # OpenCV's log: several times NumPy's speed
-    return logs * np.float32((20.0 if amplitude else 10.0) / np.log(10.0))
-
-
-def percentile_stretch(values, low, high):
-    """Map the [low, high] percentiles of `values` to [0, 1] and clip."""
-    lo, hi = (float(v) for v in np.percentile(values, (low, high)))
-    return np.clip((values - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-
-
-def check_sar_options(sar_options):
-    """Validate a SAR options dict (see `to_unit`) and return its "input" kind."""
-    unknown = sorted(set(sar_options) - set(SAR_OPTION_KEYS))
-    if unknown:
-        raise Sar2OptError(f"Expected SAR options among {', '.join(SAR_OPTION_KEYS)}, received {', '.join(unknown)}")
-    kind = sar_options.get("input", "auto")
-    if kind not in SAR_INPUTS:
-        raise Sar2OptError(f"Expected SAR input (--sar-input) among {', '.join(SAR_INPUTS)}, received {kind!r}")
-    for key in ("db_range", "percentiles"):
-        check_value_range(f"{key} ({SAR_OPTION_FLAGS[key]})", sar_options.get(key))
-    band = sar_options.get("band")
-    if band is not None and not (isinstance(band, int) and not isinstance(band, bool) and band >= 1):
-        raise Sar2OptError(f"Expected the SAR band (--sar-band) as a number counted from 1, received {band!r}")
-    return kind
-
-
-def merge_sar_options(recorded, given):
-    """A run's `recorded` SAR options with the keys `given` replacing its own; a given stretch
-    (db_range or percentiles) replaces the recorded one of either kind. None when both are empty."""
-    merged = dict(recorded or {})
-    if given and {"db_range", "percentiles"} & given.keys():
-        merged.pop("db_range", None), merged.pop("percentiles", None)
-    return {**merged, **(given or {})} or None
-
-
 def check_sar_band(count, band, path=None):
     """Raise Sar2OptError, naming `path`, unless a SAR image of `count` bands has `band` or, without
     it, at most 4 bands."""
@@ -255,149 +205,6 @@ def select_sar_band(array, band=None, path=None):
     return array[..., :1] if array.shape[-1] == 2 else array
 
 
-def warn_if_sar_scaling_mismatches(values, sar_options, path):
-    """Warn, naming `path` and the option to pass, when `sar_options` look wrong for the SAR image
-    `values` (HxWxC, or pixels x bands): dB values read as linear intensity (they come out near
-    black), linear intensity read as dB (near white), or a --db-range given for integer images,
-    which are scaled as display images."""
-    mismatch = _sar_scaling_mismatch(select_sar_band(values, (sar_options or {}).get("band"), path), sar_options)
-    if mismatch:
-        logging.getLogger(__name__).warning(f"SAR values of {path} {mismatch}")
-
-
-def _sar_scaling_mismatch(values, sar_options):
-    options = sar_options or {}
-    kind = options.get("input", "auto")
-    if values.dtype.kind in "ui":
-        if kind in ("auto", "image") and options.get("db_range") is not None:
-            return (
-                "are integers, scaled as a display image: --db-range has no effect (pass --sar-input db, linear "
-                "or amplitude if they are such values)"
-            )
-        return None
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return None
-    if kind in ("linear", "amplitude") and np.count_nonzero(finite < 0) > finite.size / 2:
-        stored = "linear intensity" if kind == "linear" else "amplitude"
-        return f"are mostly negative, as dB values are, not {stored}: pass --sar-input db"
-    median = float(np.median(finite))
-    if kind == "db" and finite.min() >= 0 and median < 1:
-        return (
-            f"lie between 0 and {float(finite.max()):.3g} (median {median:.3g}), as linear intensity does, not "
-            "dB: pass --sar-input linear (or amplitude)"
-        )
-    return None
-
-
-def check_value_range(name, value):
-    """Raise Sar2OptError unless `value` is None or a [low, high] pair of finite numbers with low < high."""
-    if value is None:
-        return
-    try:
-        valid = len(value) == 2 and bool(np.isfinite(np.float64(value)).all()) and float(value[0]) < float(value[1])
-    except (TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise Sar2OptError(f"Expected {name} as [low, high] finite with low < high, received {value!r}")
-
-
-def scale_to_unit(values, low, high):
-    """Map stored values `low`..`high` linearly to [0, 1], clipping outside, as float32."""
-    values = np.asarray(values, np.float32)
-    return np.clip((values - np.float32(low)) * np.float32(1.0 / (high - low)), 0.0, 1.0)
-
-
-def _image_to_unit(values, percentiles):
-    if percentiles is not None:
-        return percentile_stretch(values.astype(np.float32), *percentiles)
-    if values.dtype.kind in "ui":
-        scaled = values.astype(np.float32)
-        scaled *= np.float32(1.0 / np.iinfo(values.dtype).max)
-        return np.maximum(scaled, 0.0, out=scaled)  # signed integers: negatives count as black
-    values = values.astype(np.float32)
-    if values.min() >= 0.0 and values.max() <= 1.0:
-        return values
-    return percentile_stretch(values, *DEFAULT_PERCENTILES)
-
-
-def resolve_sar_input(values, kind):
-    """`kind`, or for "auto" the kind `values` hold: "image" if integers, "db" if any is negative, else "linear"."""
-    if kind != "auto":
-        return kind
-    return "image" if values.dtype.kind in "ui" else ("db" if values.min() < 0 else "linear")
-
-
-def to_unit(array, sar_options=None, path=None):
-    """Scale an image to float32 in [0, 1].
-
-    `sar_options=None` (optical, or SAR stored as display images): integers are divided by their
-    dtype's maximum (8- and 16-bit); floats in [0, 1] are kept, other floats get a 1-99 percentile
-    stretch. A dict selects SAR scaling:
-      - "input": "image" (display-scaled values, as above), "linear" (intensity, converted to dB),
-        "amplitude" (converted to dB with 20 log10), "db", or "auto" (default: integers are images,
-        floats with negative values are dB, other floats linear intensity);
-      - "db_range": [low, high] dB mapped to [0, 1] (e.g. [-25, 0] as in SEN1-2);
-        without it dB values get a percentile stretch;
-      - "percentiles": [low, high] clip percentiles (default [1, 99] for dB values; for images
-        only when given);
-      - "band": the band to use, counted from 1 (default `select_sar_band`'s choice), taken before
-        the statistics so that a VH band never shifts the stretch of VV.
-    `path` names the file in errors.
-    """
-    array = np.asarray(array)
-    if sar_options is None:
-        return _image_to_unit(array, None)
-    kind = check_sar_options(sar_options)
-    array = select_sar_band(array, sar_options.get("band"), path)
-    kind = resolve_sar_input(array, kind)
-    if kind == "image":
-        return _image_to_unit(array, sar_options.get("percentiles"))
-    values = array.astype(np.float32)
-    if kind != "db":
-        values = linear_to_db(values, amplitude=kind == "amplitude")
-    if sar_options.get("db_range") is not None:
-        return scale_to_unit(values, *sar_options["db_range"])
-    return percentile_stretch(values, *(sar_options.get("percentiles") or DEFAULT_PERCENTILES))
-
-
-def describe_options(options, default):
-    """SAR or optical options in a line, e.g. "input db, db_range -25..0, band 2"; `default` when none."""
-    parts = []
-    for key, value in (options or {}).items():
-        if key == "bands":
-            text = " ".join(map(str, value))
-        elif isinstance(value, (list, tuple)):
-            text = f"{value[0]:g}..{value[1]:g}"
-        else:
-            text = str(value)
-        parts.append(f"{key} {text}")
-    return ", ".join(parts) or default
-
-
-def check_optical_options(optical_options):
-    """Raise Sar2OptError unless `optical_options` is None or a valid `optical_to_unit` options dict."""
-    if optical_options is None:
-        return
-    if not isinstance(optical_options, dict):
-        raise Sar2OptError(f"Expected optical options as a dict, received {optical_options!r}")
-    unknown = sorted(set(optical_options) - set(OPTICAL_OPTION_KEYS))
-    if unknown:
-        raise Sar2OptError(
-            f"Expected optical options among {', '.join(OPTICAL_OPTION_KEYS)}, received {', '.join(unknown)}"
-        )
-    check_value_range("optical range (--optical-range)", optical_options.get("range"))
-    bands = optical_options.get("bands")
-    if bands is not None and (
-        not isinstance(bands, (list, tuple))
-        or len(bands) not in (1, 3)
-        or not all(isinstance(band, int) and not isinstance(band, bool) and band >= 1 for band in bands)
-    ):
-        raise Sar2OptError(
-            f"Expected optical bands (--optical-bands) as 1 or 3 band numbers counted from 1, received {bands!r}"
-        )
-
-
 def check_optical_bands(count, bands, path=None):
     """Raise Sar2OptError, naming `path`, unless an optical image of `count` bands has the `bands`
     asked for, or without `bands` at most 4 (grey, grey + alpha, RGB, RGBA)."""
@@ -414,23 +221,6 @@ def check_optical_bands(count, bands, path=None):
 def select_optical_bands(array, bands):
     """The `bands` (counted from 1; None: all) of an HxWxC image, checked by `check_optical_bands`."""
     return array if bands is None else array[..., [band - 1 for band in bands]]
-
-
-def optical_to_unit(array, optical_options=None, path=None):
-    """Scale an optical image to float32 in [0, 1]. `optical_options`:
-      - "bands": the 1 or 3 bands to use, counted from 1 (e.g. [4, 3, 2]: Sentinel-2's red, green
-        and blue in a 13-band stack); default all;
-      - "range": [low, high] stored values mapped to [0, 1], clipping outside (e.g. [0, 3000] for
-        Sentinel-2 reflectance x10000, which its 16-bit depth would leave dark); default `to_unit`'s
-        scaling by bit depth.
-    `path` names the file in errors.
-    """
-    options = optical_options or {}
-    check_optical_bands(array.shape[-1], options.get("bands"), path)
-    array = select_optical_bands(array, options.get("bands"))
-    if options.get("range") is None:
-        return to_unit(array)
-    return scale_to_unit(array, *options["range"])
 
 
 def write_png(path, image_unit_float):

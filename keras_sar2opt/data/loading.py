@@ -5,17 +5,16 @@ import logging
 import cv2
 import numpy as np
 
-from keras_sar2opt.data.io import (
-    check_optical_options,
-    check_sar_options,
+from keras_sar2opt.checks import check_positive_int
+from keras_sar2opt.data.io import read_image, select_optical_bands, to_channels
+from keras_sar2opt.data.preprocess import apply_preprocessing, check_preprocessing
+from keras_sar2opt.data.scaling import (
+    OpticalScaling,
+    SarScaling,
     optical_to_unit,
-    read_image,
-    select_optical_bands,
-    to_channels,
     to_unit,
     warn_if_sar_scaling_mismatches,
 )
-from keras_sar2opt.data.preprocess import apply_preprocessing, check_preprocessing
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.text import counted
 
@@ -44,11 +43,11 @@ def _to_signed(image_unit):
 def load_pair(pair, image_size, sar_options=None, preprocessing=None, sar_channels=3, optical_options=None):
     """Read a pair as float32 (sar, optical) in [-1, 1], shapes (S, S, sar_channels) and (S, S, 3).
 
-    SAR is scaled by `to_unit(..., sar_options or {})` (dB conversion, percentile clipping),
-    preprocessed on its own channels (`apply_preprocessing` steps), resized, then repeated to
-    `sar_channels`; optical is scaled by `optical_to_unit` with `optical_options` (bands, range).
+    SAR is scaled by `to_unit` with its SarScaling `sar_options` (None: the defaults), preprocessed
+    on its own channels (`apply_preprocessing` steps), resized, then repeated to `sar_channels`;
+    optical is scaled by `optical_to_unit` with its OpticalScaling `optical_options` (bands, range).
     """
-    sar = apply_preprocessing(to_unit(read_image(pair.sar), sar_options or {}), preprocessing)
+    sar = apply_preprocessing(to_unit(read_image(pair.sar), sar_options or SarScaling()), preprocessing)
     optical = optical_to_unit(read_image(pair.optical), optical_options, pair.optical)
     if sar.shape[:2] != optical.shape[:2]:
         raise Sar2OptError(
@@ -68,8 +67,7 @@ def check_dataset_options(
         raise Sar2OptError("Expected at least one pair for the dataset, received none")
     if not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise Sar2OptError(f"Expected an integer image size of at least 8, received {image_size!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise Sar2OptError(f"Expected a positive integer batch size, received {batch_size!r}")
+    check_positive_int(batch_size, "the batch size")
     if sar_channels not in (1, 3):
         raise Sar2OptError(f"Expected 1 or 3 SAR channels, received {sar_channels!r}")
     # Bad options fail here, with their own message, rather than inside tf.data.
@@ -82,9 +80,10 @@ def check_dataset_options(
 
 def check_reading_options(sar_options=None, optical_options=None, preprocessing=None):
     """Raise Sar2OptError, naming the option, for SAR scaling, optical options or preprocessing steps
-    that images cannot be read with."""
-    check_sar_options(sar_options or {})
-    check_optical_options(optical_options)
+    that images cannot be read with (the scalings check their own values)."""
+    for value, kind in ((sar_options, SarScaling), (optical_options, OpticalScaling)):
+        if value is not None and not isinstance(value, kind):
+            raise Sar2OptError(f"Expected a {kind.__name__} or None, received {value!r}")
     check_preprocessing(preprocessing)
 
 
@@ -100,11 +99,10 @@ def warn_if_optical_is_dark(pairs, optical_options):
     """Without an optical range, warn when the first pair's optical image (its chosen bands) is
     wider than 8 bits and uses little of its range (16-bit reflectance), naming an --optical-range
     that fits it."""
-    options = optical_options or {}
-    if options.get("range") is not None or not pairs:
+    if (optical_options is not None and optical_options.range is not None) or not pairs:
         return
     path = pairs[0].optical
-    image = select_optical_bands(read_image(path), options.get("bands"))  # the bands the networks see
+    image = select_optical_bands(read_image(path), optical_options and optical_options.bands)  # as the networks
     if image.dtype.kind not in "ui" or image.dtype.itemsize < 2:
         return
     high = float(np.percentile(image, 99))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from keras_sar2opt.data.io import read_image, to_unit
+from keras_sar2opt.data.io import read_image
+from keras_sar2opt.data.scaling import to_unit
 from keras_sar2opt.errors import Sar2OptError
 
 GAMMA_CONVENTIONS = ("power", "inverse")

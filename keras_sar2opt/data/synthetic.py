@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from keras_sar2opt.data.io import linear_to_db
 from keras_sar2opt.data.layouts import sar2optical_pair
+from keras_sar2opt.data.scaling import linear_to_db
 from keras_sar2opt.data.splits import split_pairs
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.files import check_writable, write_text

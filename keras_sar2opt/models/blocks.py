@@ -4,6 +4,7 @@ import numbers
 
 import keras
 
+from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.errors import Sar2OptError
 
 # LeakyReLU(0.2) throughout the report and SAR2Optical; Keras 3 defaults to 0.3.
@@ -57,8 +58,7 @@ def check_image_size(image_size, *, multiple, minimum, model):
 def check_channels(model, **channels):
     """Raise Sar2OptError unless every given channel count is a positive integer."""
     for argument, value in channels.items():
-        if not _is_int(value) or value < 1:
-            raise Sar2OptError(f"Expected {argument} for {model} to be a positive integer, received {value!r}")
+        check_positive_int(value, f"{argument} for {model}")
 
 
 def check_choice(model, argument, value, choices):

@@ -1,1 +1,2 @@
-"""Run folders turned into figures: training curves (report Figures 6 and 8) and sample grids (Figures 1, 2)."""
+"""The reproduction report (keras_sar2opt.reports.report): run and evaluation folders laid out like the
+report's tables and figures."""

@@ -92,21 +92,6 @@ class HistoryCSV(keras.callbacks.Callback):
             raise Sar2OptError(f"Expected to write {self.path}, received {error.strerror or error}") from None
 
 
-def read_history_rows(path, epochs):
-    """The rows of history.csv for the first `epochs` epochs, as dicts (none when it is missing)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise Sar2OptError(f"Expected a readable history CSV to resume from, received {path} ({error})") from None
-    if "epoch" not in frame:
-        raise Sar2OptError(f"Expected an 'epoch' column in {path}, received {', '.join(frame.columns)}")
-    frame = frame[frame["epoch"] < epochs].drop_duplicates("epoch", keep="last").sort_values("epoch")
-    return frame.to_dict("records")
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the model into a `CheckpointStore` after every epoch: last.keras, and best.keras when
     `monitor` reaches a new minimum. `best`: the minimum of the epochs already trained."""
@@ -126,18 +111,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping that first replays the monitored values of the epochs already trained, so a
-    resumed run keeps the best value and the patience count of the run it continues."""
+    """EarlyStopping on a value to minimise that first replays the monitored values of the epochs
+    already trained, so a resumed run keeps the best value and the patience count of the run it
+    continues."""
 
     def __init__(self, past=(), **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(mode="min", **kwargs)
         self.past = list(past)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        for epoch, value in enumerate(self.past):
-            if self.monitor_op is None:
-                self._set_monitor_op()
+        for epoch, value in enumerate(self.past):  # as on_epoch_end counts them, with min_delta >= 0
             self.wait += 1
-            if self._is_improvement(value, self.best):
+            if self.best is None or value < self.best - self.min_delta:
                 self.best, self.best_epoch, self.wait = value, epoch, 0

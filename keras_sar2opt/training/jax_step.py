@@ -12,7 +12,7 @@ import jax
 import keras
 from keras import ops
 
-from keras_sar2opt.training.adversarial import critic_chunks
+from keras_sar2opt.training.losses import critic_chunks
 
 
 def _positions(all_variables, subset):

@@ -90,3 +90,20 @@ __all__ = [
     "l1_loss",
     "per_example_mean",
 ]
+
+
+def critic_chunks(batch_size, steps):
+    """(start, end) of the batch slice each of `steps` discriminator updates trains on.
+
+    The slices are consecutive, disjoint, non-empty and cover the batch, so D sees every example
+    once per training step; a batch with fewer examples than steps reuses single examples.
+    Works on a Python int or a scalar tensor batch size.
+    """
+    static = isinstance(batch_size, int)
+    minimum, maximum = (min, max) if static else (ops.minimum, ops.maximum)
+    chunks = []
+    for i in range(steps):
+        start = minimum((i * batch_size) // steps, batch_size - 1)
+        end = maximum(((i + 1) * batch_size) // steps, start + 1)
+        chunks.append((start, end))
+    return chunks

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_sar2opt.training.adversarial import critic_chunks
+from keras_sar2opt.training.losses import critic_chunks
 
 
 def global_mean(per_example):
