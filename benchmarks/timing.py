@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.commands.benchmark import BACKENDS, PRECISIONS, WORKLOADS
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.hardware import BF16_FLAGS, cpu_info
@@ -85,8 +86,7 @@ def configure(backend="tensorflow", threads=None):
     if backend not in BACKENDS:
         raise Sar2OptError(f"Expected --backend to be one of {', '.join(BACKENDS)}, received {backend!r}")
     threads = threads or os.cpu_count() or 1
-    if not isinstance(threads, int) or threads < 1:
-        raise Sar2OptError(f"Expected --threads to be a positive integer, received {threads!r}")
+    check_positive_int(threads, "--threads")
     if "keras" in sys.modules:
         import keras
 

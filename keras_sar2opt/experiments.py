@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from keras_sar2opt import paper
 from keras_sar2opt.errors import Sar2OptError
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -102,10 +103,10 @@ SCRATCH = ExperimentConfig(
     adversarial_loss="bce",  # §1.1.2
     d_from_logits=False,  # Table 1 ends in a sigmoid
     g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5),  # assumed (pix2pix's setting)
-    d_optimizer=OptimizerConfig("adam", 1e-3, beta_1=0.5),  # §1.1.2 (β2 is Keras's default)
+    d_optimizer=OptimizerConfig(**paper.SECTION11_D_OPTIMIZER),  # §1.1.2 (β2 is Keras's default)
     image_size=128,  # Tables 1 and 5
     batch_size=16,  # assumed
-    epochs=20,  # §1.1.2; the generator figures of §2 are at epochs 10 and 130
+    epochs=paper.SECTION11_EPOCHS,  # §1.1.2; the generator figures of §2 are at epochs 10 and 130
     assumed=_SECTION1_ASSUMED,
 )
 
@@ -116,7 +117,7 @@ PATCHGAN = dataclasses.replace(
     discriminator="patchgan_discriminator",  # Table 3
     conditional=True,  # §1.2: D takes the concatenated SAR and optical pair
     d_from_logits=True,  # Table 3's last convolution is linear (one logit per patch)
-    d_optimizer=OptimizerConfig("adam", 1e-3, beta_1=0.5),  # assumed: as scratch
+    d_optimizer=OptimizerConfig(**paper.SECTION11_D_OPTIMIZER),  # assumed: as scratch
     epochs=20,  # assumed: as scratch
     assumed=_SECTION1_ASSUMED + ("d_optimizer", "epochs"),
 )
@@ -129,10 +130,10 @@ WGAN = dataclasses.replace(
     conditional=False,  # assumed: the critic shares Table 1's optical-only input
     adversarial_loss="wasserstein",  # §1.3.1
     d_from_logits=True,  # a linear score
-    g_optimizer=OptimizerConfig("rmsprop", 5e-5),  # assumed: as the critic
-    d_optimizer=OptimizerConfig("rmsprop", 5e-5),  # §1.3.1
+    g_optimizer=OptimizerConfig("rmsprop", paper.SECTION13_CRITIC["learning_rate"]),  # assumed: as the critic
+    d_optimizer=OptimizerConfig("rmsprop", paper.SECTION13_CRITIC["learning_rate"]),  # §1.3.1
     n_critic=5,  # assumed (the WGAN paper's default)
-    clip_value=0.01,  # §1.3.1
+    clip_value=paper.SECTION13_CRITIC["clip_value"],  # §1.3.1
     epochs=20,  # assumed: as scratch
     assumed=_SECTION1_ASSUMED + ("conditional", "n_critic", "epochs"),
 )
@@ -150,21 +151,28 @@ PIX2PIX = ExperimentConfig(
     image_size=256,  # §3.1
     batch_size=32,  # assumed: the batch of the same authors' §4 runs
     epochs=200,  # assumed: pix2pix's 100 + 100 (the published checkpoint is epoch 180)
-    l1_weight=100.0,  # §3.2
+    l1_weight=paper.SECTION32_L1_WEIGHT,  # §3.2
     assumed=("batch_size", "epochs", "augment"),
 )
+
+
+def _table_adam(table):
+    """The Adam optimiser of Table 6 or 7: its learning rate with the report's betas."""
+    beta_1, beta_2 = paper.ADAM_BETAS
+    return OptimizerConfig("adam", table["learning_rate"], beta_1=beta_1, beta_2=beta_2)
+
 
 FINETUNE_FULL = dataclasses.replace(
     PIX2PIX,
     name="finetune-full",
     section="§4.1",
     pretrained=True,  # Table 6: pre-trained checkpoint pix2pix_gen_180.pth; every parameter updated (§4.1)
-    g_optimizer=OptimizerConfig("adam", 5e-5, beta_1=0.5, beta_2=0.999),  # Table 6
-    d_optimizer=OptimizerConfig("adam", 5e-5, beta_1=0.5, beta_2=0.999),  # assumed: Table 6's one optimiser
+    g_optimizer=_table_adam(paper.TABLE6_FULL_FINETUNING),  # Table 6
+    d_optimizer=_table_adam(paper.TABLE6_FULL_FINETUNING),  # assumed: Table 6's one optimiser
     image_size=256,  # Table 6's checkpoint: §3.1, 256x256
-    batch_size=32,  # Table 6
-    epochs=50,  # Table 6
-    l1_weight=100.0,  # Table 6
+    batch_size=paper.TABLE6_FULL_FINETUNING["batch_size"],
+    epochs=paper.TABLE6_FULL_FINETUNING["epochs"],
+    l1_weight=paper.TABLE6_FULL_FINETUNING["l1_weight"],
     augment=True,  # Table 6: horizontal/vertical flips, 90° rotations; split 80/10/10 (split_pairs)
     assumed=("d_optimizer",),
 )
@@ -174,15 +182,15 @@ FINETUNE_LORA = dataclasses.replace(
     name="finetune-lora",
     section="§4.2",
     discriminator="pix2pix_discriminator",  # §4.2.1: a PatchGAN trained from scratch
-    g_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # Table 7
-    d_optimizer=OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999),  # assumed: Table 7's one optimiser
-    batch_size=32,  # Table 7
-    epochs=30,  # Table 7
+    g_optimizer=_table_adam(paper.TABLE7_LORA),  # Table 7
+    d_optimizer=_table_adam(paper.TABLE7_LORA),  # assumed: Table 7's one optimiser
+    batch_size=paper.TABLE7_LORA["batch_size"],
+    epochs=paper.TABLE7_LORA["epochs"],
     l1_weight=100.0,  # assumed: Table 8's G losses (~38 with L1 ~0.35) imply it, as in Table 6
     augment=True,  # assumed: as Table 6
-    lora_rank=16,  # Table 7
-    lora_alpha=32.0,  # Table 7
-    lora_dropout=0.1,  # Table 7
+    lora_rank=paper.TABLE7_LORA["rank"],
+    lora_alpha=paper.TABLE7_LORA["alpha"],
+    lora_dropout=paper.TABLE7_LORA["dropout"],
     lora_targets=tuple(f"enc{k}" for k in range(1, 9)),  # Table 7, §4.2.1: the encoder convolutions enc1-enc8
     also_train=(),  # §4.2.1: decoder unchanged (its ~820,000 count fits dec8 + head too: docs/finetuning.md)
     assumed=("d_optimizer", "l1_weight", "augment"),

@@ -25,6 +25,22 @@ TABLE8_LOSSES = {
     30: (0.0554, 39.3827, 0.3414, 1.3804, 38.7455, 0.3495),
 }
 
+# Training settings the report states (keras_sar2opt.experiments takes them from here).
+SECTION11_D_OPTIMIZER = {"name": "adam", "learning_rate": 1e-3, "beta_1": 0.5}  # §1.1.2
+SECTION11_EPOCHS = 20  # §1.1.2
+SECTION13_CRITIC = {"name": "rmsprop", "learning_rate": 5e-5, "clip_value": 0.01}  # §1.3.1: RMSprop, |w| <= 0.01
+SECTION32_L1_WEIGHT = 100.0  # §3.2: the λ of L_G = L_adv + λ L_L1
+# Table 6, full fine-tuning; Table 7, LoRA. Both use Adam with β1 = 0.5, β2 = 0.999.
+ADAM_BETAS = (0.5, 0.999)
+TABLE6_FULL_FINETUNING = {
+    "checkpoint": "pix2pix_gen_180.pth",
+    "epochs": 50,
+    "batch_size": 32,
+    "learning_rate": 5e-5,
+    "l1_weight": 100.0,
+}
+TABLE7_LORA = {"rank": 16, "alpha": 32.0, "dropout": 0.1, "learning_rate": 2e-4, "batch_size": 32, "epochs": 30}
+
 # §2 "Training Progress" (Figures 1 and 2): generator losses at epoch 10 and 130, epoch -> (G loss, L1).
 SECTION2_GENERATOR = {10: (33.0, 0.295), 130: (28.4, 0.250)}
 FIGURE1_EPOCH = 10

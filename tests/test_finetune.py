@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sar2opt import finetune, lora
+from keras_sar2opt import finetune, lora, paper
 from keras_sar2opt.cli import main
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import OptimizerConfig, get_experiment
@@ -19,12 +19,19 @@ SIZE = 32
 def test_experiments_follow_tables_6_and_7():
     full, lora_config = get_experiment("finetune-full"), get_experiment("finetune-lora")
     assert full.pretrained and lora_config.pretrained
-    assert full.g_optimizer == OptimizerConfig("adam", 5e-5, beta_1=0.5, beta_2=0.999)  # Table 6
-    assert (full.batch_size, full.epochs, full.l1_weight, full.augment) == (32, 50, 100.0, True)
+    table6, table7, (beta_1, beta_2) = paper.TABLE6_FULL_FINETUNING, paper.TABLE7_LORA, paper.ADAM_BETAS
+    assert full.g_optimizer == OptimizerConfig("adam", table6["learning_rate"], beta_1=beta_1, beta_2=beta_2)
+    assert (full.batch_size, full.epochs, full.l1_weight) == (
+        table6["batch_size"],
+        table6["epochs"],
+        table6["l1_weight"],
+    )
+    assert full.augment
     assert full.lora_targets == () and full.discriminator == "pix2pix_discriminator"
-    assert lora_config.g_optimizer == OptimizerConfig("adam", 2e-4, beta_1=0.5, beta_2=0.999)  # Table 7
-    assert (lora_config.batch_size, lora_config.epochs) == (32, 30)
-    assert (lora_config.lora_rank, lora_config.lora_alpha, lora_config.lora_dropout) == (16, 32.0, 0.1)
+    assert lora_config.g_optimizer == OptimizerConfig("adam", table7["learning_rate"], beta_1=beta_1, beta_2=beta_2)
+    assert (lora_config.batch_size, lora_config.epochs) == (table7["batch_size"], table7["epochs"])
+    lora_settings = (lora_config.lora_rank, lora_config.lora_alpha, lora_config.lora_dropout)
+    assert lora_settings == (table7["rank"], table7["alpha"], table7["dropout"])
     assert lora_config.lora_targets == tuple(f"enc{k}" for k in range(1, 9)) and lora_config.also_train == ()
     for config in (full, lora_config):
         assert (config.generator, config.discriminator, config.image_size) == (

@@ -1,4 +1,4 @@
-"""Hostile input files (issue: reliability): mutated PNG/TIFF/.pth give a one-line error or a skip, never a
+"""Hostile input files: mutated PNG/TIFF/.pth give a one-line error or a skip, never a
 crash or a hang."""
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Guards of a training run (issue: reliability): NaN stop, up-front checks, refused resumes."""
+"""Guards of a training run: NaN stop, up-front checks, refused resumes."""
 
 import collections
 import json

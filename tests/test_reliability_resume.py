@@ -1,4 +1,4 @@
-"""Resuming a killed run (issue: reliability): same data order, each epoch once, the same final weights."""
+"""Resuming a killed run: same data order, each epoch once, the same final weights."""
 
 import json
 import logging

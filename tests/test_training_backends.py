@@ -1,4 +1,4 @@
-"""The adversarial train_step on the JAX backend gives the TensorFlow backend's losses (issue: JAX path)."""
+"""The adversarial train_step on the JAX backend gives the TensorFlow backend's losses."""
 
 import json
 import os

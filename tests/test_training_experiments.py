@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_sar2opt import paper
 from keras_sar2opt.data import find_pairs, make_dataset
 from keras_sar2opt.data.synthetic import write_synthetic
 from keras_sar2opt.errors import Sar2OptError
@@ -37,15 +38,21 @@ def test_defaults_are_the_reports():
         False,
         False,
     )
-    assert scratch.d_optimizer == OptimizerConfig("adam", 1e-3, beta_1=0.5)  # §1.1.2
-    assert scratch.epochs == 20 and scratch.image_size == 128 and "d_optimizer" not in scratch.assumed
+    assert scratch.d_optimizer == OptimizerConfig(**paper.SECTION11_D_OPTIMIZER)  # §1.1.2
+    assert (
+        scratch.epochs == paper.SECTION11_EPOCHS and scratch.image_size == 128 and "d_optimizer" not in scratch.assumed
+    )
     assert (patchgan.discriminator, patchgan.conditional, patchgan.d_from_logits) == (
         "patchgan_discriminator",
         True,
         True,
     )
-    assert (wgan.adversarial_loss, wgan.d_optimizer) == ("wasserstein", OptimizerConfig("rmsprop", 5e-5))  # §1.3.1
-    assert (wgan.clip_value, wgan.n_critic) == (0.01, 5) and "n_critic" in wgan.assumed
+    critic = paper.SECTION13_CRITIC  # §1.3.1
+    assert (wgan.adversarial_loss, wgan.d_optimizer) == (
+        "wasserstein",
+        OptimizerConfig("rmsprop", critic["learning_rate"]),
+    )
+    assert (wgan.clip_value, wgan.n_critic) == (critic["clip_value"], 5) and "n_critic" in wgan.assumed
     assert all(get_experiment(n).generator == "unet_generator" for n in ("scratch", "patchgan", "wgan"))
 
 

@@ -70,7 +70,6 @@ def test_train_script_writes_every_run_folder_file(run_folder):
     ):
         assert (run_folder / name).is_file() and (run_folder / name).stat().st_size > 0, name
     assert not (run_folder / "critic_curves.png").exists()
-    assert not (run_folder / "backup").exists()  # BackupAndRestore removes its backup after a finished run
     if HAS_TENSORBOARD:
         assert any((run_folder / "logs").rglob("events.out.tfevents.*"))
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from keras_sar2opt import files
+from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.errors import Sar2OptError
 
 BACKENDS = ("tensorflow", "jax")
@@ -91,8 +92,7 @@ def command_line(args):
 def settings_from_args(args, settings_class):
     overrides = {}
     if args.repeats is not None:
-        if args.repeats < 1:
-            raise Sar2OptError(f"Expected --repeats to be a positive integer, received {args.repeats}")
+        check_positive_int(args.repeats, "--repeats")
         overrides["repeats"] = args.repeats
     if args.budget is not None:
         if not args.budget > 0:
