@@ -312,8 +312,7 @@ def evaluate(
     if run is not None:
         recorded = folder.reading()
         sar_options = recorded.sar.merged(sar_options) if recorded.sar else sar_options
-        optical = OpticalScaling.from_config(run.get("optical_options"))
-        optical_options = optical.merged(optical_options) if optical else optical_options
+        optical_options = recorded.optical.merged(optical_options) if recorded.optical else optical_options
         on_bad = run.get("on_bad") if on_bad is None else on_bad
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]

@@ -128,12 +128,13 @@ class RunOptions:
 
 
 class RunReading(NamedTuple):
-    """How a run read its SAR and optical tiles, as its config.json records it."""
+    """How a run read its SAR and optical tiles, as its config.json records it: what `evaluate
+    --split-file` and `translate --model` inherit from the run."""
 
     name: str
     sar: SarScaling | None  # None: the default scaling
     tile_size: tuple | None  # (height, width) before the resize to the model's size; None: not recorded
-    optical_range: tuple | None  # stored optical values the run mapped to [0, 1]; None: by bit depth
+    optical: OpticalScaling | None  # its optical bands and range; None: all bands, by bit depth
 
     def downsample(self, model_size):
         """The --downsample that translates at the ground resolution a model of `model_size`
@@ -223,7 +224,7 @@ class RunFolder:
             optical = OpticalScaling.from_config(run.get("optical_options"))
         except Sar2OptError:
             optical = None
-        return RunReading(self.path.name, sar, tuple(tile) if tile else None, optical and optical.range)
+        return RunReading(self.path.name, sar, tuple(tile) if tile else None, optical)
 
     def history_rows(self, epochs):
         """The rows of history.csv for the first `epochs` epochs, as dicts (none when it is missing)."""

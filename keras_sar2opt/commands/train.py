@@ -1,6 +1,7 @@
 """`sar2opt train`: train one of the report's experiments (§1–§4) and write its run folder."""
 
 import argparse
+import dataclasses
 import functools
 import textwrap
 
@@ -229,26 +230,10 @@ def run(args):
         raise Sar2OptError(f"Expected --pairs only without --data, received --data {args.data}")
     _check_experiment_options(args)
 
-    options = RunOptions(
-        **{
-            name: value
-            for name, value in {
-                "pairs": args.pairs,
-                "precision": args.precision,
-                "strategy": args.strategy,
-                "steps_per_epoch": args.steps_per_epoch,
-                "sample_every": args.sample_every,
-                "tensorboard": args.tensorboard,
-                "early_stopping": args.early_stopping,
-                "on_bad": args.on_bad,
-                "deterministic": args.deterministic,
-                "sar_options": sar_scaling(args),
-                "optical_options": optical_scaling(args),
-                "split_group": args.split_group,
-            }.items()
-            if value is not None
-        }
-    )  # checked here, before TensorFlow's import
+    # The options given, by RunOptions' field names; checked here, before TensorFlow's import.
+    given = {field.name: getattr(args, field.name, None) for field in dataclasses.fields(RunOptions)}
+    given.update(sar_options=sar_scaling(args), optical_options=optical_scaling(args))
+    options = RunOptions(**{name: value for name, value in given.items() if value is not None})
     config = get_experiment(args.experiment).with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,

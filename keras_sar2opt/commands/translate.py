@@ -116,8 +116,8 @@ def run(args):
     encoding = OutputEncoding(args.output_range)
     for _, dst in plan_outputs(args.inputs, args.output):
         encoding.check(dst)
-    if reading is not None and reading.optical_range is not None and args.output_range is None:
-        low, high = reading.optical_range
+    if reading is not None and reading.optical and reading.optical.range and args.output_range is None:
+        low, high = reading.optical.range
         print(f"{reading.name} learned optical values {low:g}..{high:g}: --output-range {low:g} {high:g} writes them")
     model = load_generator(args.model, upsample_mode=args.upsample_mode)
     downsample, from_run = _downsample(args.downsample, reading, model)
