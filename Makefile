@@ -13,7 +13,7 @@ install:
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
-	lint-imports --no-cache
+	$(PYTHON) -c "from importlinter.cli import lint_imports_command; lint_imports_command()" --no-cache
 
 test: install lint
 	$(PYTHON) -m pytest -q
