@@ -2,7 +2,8 @@
 
 The machinery is the checkout's `benchmarks` package (beside `keras_sar2opt`, not installed), imported
 when the command runs. The option choices below are defined here, since the parser is built at every
-CLI start, also where `benchmarks` is absent; `benchmarks` imports them from this module.
+CLI start, also where `benchmarks` is absent; `benchmarks` imports them from this module (the
+precisions from keras_sar2opt.runs).
 """
 
 import shlex
@@ -12,9 +13,9 @@ from pathlib import Path
 from keras_sar2opt import files
 from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.runs import PRECISIONS
 
 BACKENDS = ("tensorflow", "jax")
-PRECISIONS = ("float32", "mixed_bfloat16")
 WORKLOADS = ("pix2pix-train", "pix2pix-train-xla", "pix2pix-inference", "report-gan-train")  # --only names
 
 
