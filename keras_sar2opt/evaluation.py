@@ -20,6 +20,7 @@ from keras_sar2opt.data.preprocess import describe_steps
 from keras_sar2opt.data.scaling import OpticalScaling, SarScaling
 from keras_sar2opt.errors import Sar2OptError, UsageError
 from keras_sar2opt.paper import EVALUATION_FIGURES
+from keras_sar2opt.presets import preset_name
 from keras_sar2opt.runs import RunFolder
 from keras_sar2opt.text import counted
 
@@ -274,11 +275,13 @@ def evaluate(
     role=None,
     sample_rows=SAMPLE_ROWS,
     upsample_mode="nearest",
+    weights_dir=None,
     on_bad=None,
     progress=True,
 ):
-    """Evaluate a generator (a keras.Model, or a .keras/.pth/.safetensors path) on a split of `data`
-    and write the evaluation folder `out`; returns the summary dict (also in out/summary.json).
+    """Evaluate a generator (a keras.Model, a .keras/.pth/.safetensors path or a `preset:NAME`, downloaded
+    into `weights_dir` on first use) on a split of `data` and write the evaluation folder `out`; returns
+    the summary dict (also in out/summary.json).
 
     With the split.json of a training run as `split_file`, `data`, `sar_options`, `optical_options`
     (per key: the optical bands and range) and `on_bad` default to the run's (its config.json);
@@ -329,8 +332,8 @@ def evaluate(
     )
     warn_about_scaling(pairs, sar_options, optical_options)
     if isinstance(model, (str, os.PathLike)):
-        model_name = os.fspath(Path(model).resolve())
-        model = load_generator(model, upsample_mode=upsample_mode)
+        model_name = os.fspath(model) if preset_name(model) is not None else os.fspath(Path(model).resolve())
+        model = load_generator(model, upsample_mode=upsample_mode, weights_dir=weights_dir)
     else:
         model_name = model.name
     frame, samples, fid = evaluate_pairs(

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from keras_sar2opt import files, paper
+from keras_sar2opt import files, paper, presets
 from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.experiments import DEFAULT_PRETRAIN_EPOCHS, get_experiment
@@ -66,22 +66,36 @@ def pretrain_generator(
     return path
 
 
-def _check_file(path, option):
-    if path is not None and not Path(path).is_file():
-        raise Sar2OptError(f"Expected {option} to be a .keras, .pth or .safetensors file, received {path} (not found)")
+def _check_file(path, role):
+    option = f"--{role}"
+    if presets.preset_name(path) is not None:
+        presets.check(path, role, option)
+    elif path is not None and not Path(path).is_file():
+        raise Sar2OptError(
+            f"Expected {option} to be a .keras, .pth or .safetensors file or preset:NAME, received {path} (not found)"
+        )
 
 
-def load_network(path, role, image_size):
+def _source_label(path):
+    """How config.json and held_out.json name a network's source: `preset:NAME`, or the absolute path."""
+    return os.fspath(path) if presets.preset_name(path) is not None else os.fspath(Path(path).resolve())
+
+
+def load_network(path, role, image_size, weights_dir=None):
     """The pre-trained "generator" or "discriminator" in `path`: a .keras model (or a run's
-    checkpoint holding both), or a SAR2Optical checkpoint converted at `image_size`. Its inputs must
-    be image_size square (a conditional discriminator takes SAR and optical)."""
+    checkpoint holding both), a SAR2Optical checkpoint converted at `image_size`, or a `preset:NAME`
+    (downloaded into `weights_dir` on first use). Its inputs must be image_size square (a conditional
+    discriminator takes SAR and optical)."""
     from keras_sar2opt.convert.pix2pix import load_pix2pix_discriminator, load_pix2pix_generator
     from keras_sar2opt.training.adversarial import AdversarialModel
 
-    path, option = Path(path), f"--{role}"
-    _check_file(path, option)
+    option = f"--{role}"
+    _check_file(path, role)
+    name, path = presets.preset_name(path), Path(path)
     suffix = path.suffix.lower()
-    if suffix in CHECKPOINT_EXTENSIONS:
+    if name is not None:
+        model = presets.load(name, weights_dir=weights_dir, image_size=image_size)
+    elif suffix in CHECKPOINT_EXTENSIONS:
         load = load_pix2pix_generator if role == "generator" else load_pix2pix_discriminator
         model = load(path, image_size=image_size)
     elif suffix == ".keras":
@@ -237,7 +251,7 @@ def measure_held_out(out, start, source, measure):
     result = {
         "split": HELD_OUT_SPLIT,
         "pairs": len(measure["pairs"]),
-        "generator": os.fspath(Path(source).resolve()),
+        "generator": _source_label(source),
         "l1_before": held_out_l1(start, **measure, desc="Held-out L1 before fine-tuning"),
         "l1_after": held_out_l1(after, **measure, desc="Held-out L1 after fine-tuning"),
         "weights": weights,
@@ -252,7 +266,8 @@ def _network_name(path, role, config):
     checkpoint a Pix2Pix network; from a .keras file any network (None)."""
     if path is None:
         return get_experiment(PRETRAIN_EXPERIMENT).generator if role == "generator" else config.discriminator
-    return f"pix2pix_{role}" if Path(path).suffix.lower() in CHECKPOINT_EXTENSIONS else None
+    sar2optical = presets.preset_name(path) is not None or Path(path).suffix.lower() in CHECKPOINT_EXTENSIONS
+    return f"pix2pix_{role}" if sar2optical else None
 
 
 def check_finetune_options(config, generator, discriminator, cache, pretrain_epochs, data=None):
@@ -270,8 +285,8 @@ def check_finetune_options(config, generator, discriminator, cache, pretrain_epo
             f"Expected --generator with --data {data}: fine-tuning on a dataset starts from a pre-trained "
             "generator (the report's pix2pix_gen_180.pth); only the synthetic demo, without --data, pre-trains one"
         )
-    _check_file(generator, "--generator")
-    _check_file(discriminator, "--discriminator")
+    _check_file(generator, "generator")
+    _check_file(discriminator, "discriminator")
     if generator is not None and (cache is not None or pretrain_epochs is not None):
         raise Sar2OptError(
             f"Expected --cache and --pretrain-epochs only without --generator, received --generator {generator}"
@@ -304,18 +319,20 @@ def finetune(
     discriminator=None,
     cache=None,
     pretrain_epochs=None,
+    weights_dir=None,
     verbose="auto",
     **overrides,
 ):
     """Fine-tune a pre-trained generator with the experiment `config` (`finetune-full` or
     `finetune-lora`) and write its run folder; returns its Path.
 
-    generator: a .keras generator or SAR2Optical .pth/.safetensors checkpoint; None (only without
-    `data`) pre-trains a Pix2Pix on `options.pairs` synthetic sentinel pairs for `pretrain_epochs`
-    (default 20) with the run's batch size, image size, steps per epoch, precision and seed, cached
-    in `cache` (default runs/cache). discriminator: likewise, or None for a fresh one. data, out,
-    options and `overrides` are train_experiment's (no data: synthetic qxslab pairs). Prints the
-    trainable parameter count and the held-out L1 on the validation split before and after.
+    generator: a .keras generator, SAR2Optical .pth/.safetensors checkpoint or `preset:NAME` (downloaded
+    into `weights_dir` on first use); None (only without `data`) pre-trains a Pix2Pix on `options.pairs`
+    synthetic sentinel pairs for `pretrain_epochs` (default 20) with the run's batch size, image size,
+    steps per epoch, precision and seed, cached in `cache` (default runs/cache). discriminator:
+    likewise, or None for a fresh one. data, out, options and `overrides` are train_experiment's (no
+    data: synthetic qxslab pairs). Prints the trainable parameter count and the held-out L1 on the
+    validation split before and after.
     """
     from keras_sar2opt.models import build_model
     from keras_sar2opt.training.prepare import prepare_run
@@ -341,13 +358,15 @@ def finetune(
         )
     else:
         source = Path(generator)
-    start = load_network(source, "generator", config.image_size)
+    start = load_network(source, "generator", config.image_size, weights_dir)
     start.trainable = True  # every layer, whatever the file says; LoRA freezes all but its own
     adapted = adapt_generator(start, config)  # here first, so bad targets fail before any data is written
     summary = parameter_summary(start, adapted, config)
     del adapted
     print(describe_parameters(config, summary))
-    start_d = None if discriminator is None else load_network(discriminator, "discriminator", config.image_size)
+    start_d = (
+        None if discriminator is None else load_network(discriminator, "discriminator", config.image_size, weights_dir)
+    )
 
     def networks():
         if start_d is None:
@@ -358,9 +377,9 @@ def finetune(
 
     settings = {
         "finetune": {
-            "generator": os.fspath(source.resolve()),
+            "generator": _source_label(source),
             "pretraining": os.fspath(source.parent.resolve()) if generator is None else None,
-            "discriminator": None if discriminator is None else os.fspath(Path(discriminator).resolve()),
+            "discriminator": None if discriminator is None else _source_label(discriminator),
             "parameters": summary,
         }
     }

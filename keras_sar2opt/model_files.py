@@ -3,7 +3,7 @@
 import zipfile
 from pathlib import Path
 
-from keras_sar2opt import runs
+from keras_sar2opt import presets, runs
 from keras_sar2opt.errors import Sar2OptError
 
 CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
@@ -11,9 +11,12 @@ CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
 MAX_REASON_CHARS = 300
 
 
-def load_generator(path, *, upsample_mode="nearest"):
+def load_generator(path, *, upsample_mode="nearest", weights_dir=None):
     """A generator from a `.keras` file (a generator, or a run's checkpoint holding one) or a run
-    folder (its generator.keras), or converted on the fly from a SAR2Optical `.pth`/`.safetensors`."""
+    folder (its generator.keras), converted on the fly from a SAR2Optical `.pth`/`.safetensors`, or a
+    `preset:NAME` (downloaded into `weights_dir` on first use, keras_sar2opt.presets)."""
+    if presets.preset_name(path) is not None:
+        return presets.load(presets.check(path, "generator").name, weights_dir=weights_dir)
     path = Path(path)
     if path.is_dir():
         if not (path / runs.GENERATOR).is_file():

@@ -4,6 +4,7 @@ from keras_sar2opt.commands.options import (
     add_optical_scaling_options,
     add_preprocessing_options,
     add_sar_scaling_options,
+    add_weights_dir_option,
     optical_scaling,
     preprocessing_steps,
     sar_scaling,
@@ -23,7 +24,12 @@ def register(subparsers):
             "in OUT. Preprocessing options apply to the SAR in the order given (report §3.5: --median 7 --gamma 7)."
         ),
     )
-    parser.add_argument("--model", required=True, help="generator: .keras, or a SAR2Optical .pth/.safetensors")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="generator: .keras, a SAR2Optical .pth/.safetensors, or preset:NAME (sar2opt presets; downloaded once)",
+    )
+    add_weights_dir_option(parser)
     parser.add_argument(
         "--data",
         metavar="PATH",
@@ -91,6 +97,7 @@ def run(args):
         role=args.role,
         sample_rows=args.samples,
         upsample_mode=args.upsample_mode,
+        weights_dir=args.weights_dir,
         on_bad=args.on_bad,
     )
     values = ", ".join(f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items())

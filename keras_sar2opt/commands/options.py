@@ -1,4 +1,5 @@
-"""Command-line options of the commands that read images: preprocessing (report §3.5), SAR and optical scaling."""
+"""Command-line options of the commands that read images: preprocessing (report §3.5), SAR and optical scaling,
+and the folder of preset weights."""
 
 import argparse
 
@@ -101,3 +102,13 @@ def add_optical_scaling_options(parser):
 def optical_scaling(args):
     """The OpticalScaling of the optical options given, or None when none was."""
     return OpticalScaling.from_config({"bands": args.optical_bands, "range": args.optical_range})
+
+
+def add_weights_dir_option(parser):
+    """--weights-dir: where `preset:NAME` models are downloaded and cached."""
+    parser.add_argument(
+        "--weights-dir",
+        metavar="DIR",
+        help="folder of downloaded presets (default $KERAS_HOME/keras_sar2opt/presets, KERAS_HOME defaulting to "
+        "~/.keras)",
+    )

@@ -8,6 +8,7 @@ import textwrap
 from keras_sar2opt.commands.options import (
     add_optical_scaling_options,
     add_sar_scaling_options,
+    add_weights_dir_option,
     optical_scaling,
     sar_scaling,
 )
@@ -133,12 +134,15 @@ def register(subparsers):
     finetune.add_argument(
         "--generator",
         metavar="G",
-        help="pre-trained generator: .keras, or a SAR2Optical .pth/.safetensors "
+        help="pre-trained generator: .keras, a SAR2Optical .pth/.safetensors, or preset:NAME (sar2opt presets) "
         "(required with --data; without both, a Pix2Pix pre-trained on the synthetic sentinel preset, cached)",
     )
     finetune.add_argument(
-        "--discriminator", metavar="D", help="its discriminator, .keras/.pth/.safetensors (default: a fresh PatchGAN)"
+        "--discriminator",
+        metavar="D",
+        help="its discriminator, .keras/.pth/.safetensors or preset:NAME (default: a fresh PatchGAN)",
     )
+    add_weights_dir_option(finetune)
     finetune.add_argument(
         "--cache", metavar="DIR", help="without --generator: folder of cached pre-training runs (default runs/cache)"
     )
@@ -188,7 +192,7 @@ def _names(text):
 def _check_experiment_options(args):
     """Raise Sar2OptError for fine-tuning or LoRA options given to an experiment without them."""
     groups = (
-        (FINETUNE_EXPERIMENTS, ("generator", "discriminator", "cache", "pretrain_epochs")),
+        (FINETUNE_EXPERIMENTS, ("generator", "discriminator", "cache", "pretrain_epochs", "weights_dir")),
         (LORA_EXPERIMENTS, ("rank", "alpha", "lora_dropout", "targets", "also_train")),
     )
     for experiments, names in groups:
@@ -263,6 +267,7 @@ def run(args):
             discriminator=args.discriminator,
             cache=args.cache,
             pretrain_epochs=args.pretrain_epochs,
+            weights_dir=args.weights_dir,
         )
     verbose = "auto" if args.verbose is None else args.verbose
     out = train(config, data=args.data, out=args.out, options=options, verbose=verbose)

@@ -6,10 +6,12 @@ from pathlib import Path
 from keras_sar2opt.commands.options import (
     add_preprocessing_options,
     add_sar_scaling_options,
+    add_weights_dir_option,
     preprocessing_steps,
     sar_scaling,
 )
 from keras_sar2opt.errors import Sar2OptError
+from keras_sar2opt.presets import preset_name
 from keras_sar2opt.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,12 @@ def register(subparsers):
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    parser.add_argument("--model", required=True, help="generator: .keras, or a SAR2Optical .pth/.safetensors")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="generator: .keras, a SAR2Optical .pth/.safetensors, or preset:NAME (sar2opt presets; downloaded once)",
+    )
+    add_weights_dir_option(parser)
     parser.add_argument(
         "-o",
         "--output",
@@ -108,7 +115,8 @@ def run(args):
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
         if value is not None and value < 1:
             raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
-    folder = RunFolder.holding(args.model)
+    preset = preset_name(args.model) is not None
+    folder = None if preset else RunFolder.holding(args.model)
     steps, reading = preprocessing_steps(args), folder and folder.reading()
     scaling, as_trained = _sar_scaling(sar_scaling(args), reading)
     # Bad options and paths fail here, before the model loads.
@@ -119,7 +127,7 @@ def run(args):
     if reading is not None and reading.optical and reading.optical.range and args.output_range is None:
         low, high = reading.optical.range
         print(f"{reading.name} learned optical values {low:g}..{high:g}: --output-range {low:g} {high:g} writes them")
-    model = load_generator(args.model, upsample_mode=args.upsample_mode)
+    model = load_generator(args.model, upsample_mode=args.upsample_mode, weights_dir=args.weights_dir)
     downsample, from_run = _downsample(args.downsample, reading, model)
     if as_trained + from_run:
         print(f"reading SAR as {reading.name} was trained: {'; '.join(as_trained + from_run)}")
@@ -134,7 +142,7 @@ def run(args):
         batch_size=args.batch_size,
         grid=args.grid,
         output_range=args.output_range,
-        model_source=Path(args.model).resolve(),
+        model_source=args.model if preset else Path(args.model).resolve(),
     )
     print(f"translated {written[0]}" if len(written) == 1 else f"translated {len(written)} images into {args.output}")
     return 0
