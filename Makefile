@@ -15,11 +15,15 @@ lint:
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -c "from importlinter.cli import lint_imports_command; lint_imports_command()" --no-cache
 
+# The suite on TEST_WORKERS processes (pytest-xdist; 0: in this process). Much of it is single-threaded
+# graph tracing and Python, so two workers keep a 2-core machine busy.
+TEST_WORKERS ?= 2
+
 test: install lint
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast:
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 demo:
 	$(PIP) install -q -e .

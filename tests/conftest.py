@@ -1,11 +1,45 @@
-"""Shared test setup: quiet TensorFlow logs and seed every test."""
+"""Shared test setup: quiet TensorFlow logs, seed every test, share the pre-training of the fine-tuning tests."""
 
+import contextlib
+import io
 import os
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+# The session's pre-training (finetune.pretrain_generator): Pix2Pix on synthetic sentinel pairs, 2 epochs of 2 steps.
+PIX2PIX_PRETRAINING = {
+    "image_size": 256,
+    "batch_size": 2,
+    "pairs": 20,
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "precision": "float32",
+    "seed": 0,
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n N` (pytest-xdist, `--dist loadgroup` in setup.cfg), the tests of a module that share one of
+    its module- or session-scoped fixtures run on one worker, so that the fixture is built once; other tests go
+    to whichever worker is free, the slow ones first so that quick ones fill the end. An explicit `xdist_group`
+    mark takes precedence."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _uses_a_shared_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    if hasattr(config, "workerinput"):  # on an xdist worker; a run in one process keeps the file order
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def _uses_a_shared_fixture(item):
+    """Whether the test function `item` uses a fixture of this suite (not a plugin's) scoped wider than one test."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(defs[-1].scope != "function" and defs[-1].baseid for defs in definitions)
 
 
 @pytest.fixture(autouse=True)
@@ -32,3 +66,24 @@ def cli_error(capsys):
         return lines[-1]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pretrained_pix2pix(tmp_path_factory):
+    """A fine-tuning cache (`--cache`) holding one Pix2Pix pre-trained with PIX2PIX_PRETRAINING.
+
+    Attributes: cache, generator (its generator.keras), settings, printed (what the pre-training printed).
+    Its users share the xdist group "pix2pix", so that it is built once. Read-only.
+    """
+    from keras_sar2opt import finetune
+
+    cache = tmp_path_factory.mktemp("pix2pix-cache")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        generator = finetune.pretrain_generator(cache, strategy="none", verbose=0, **PIX2PIX_PRETRAINING)
+    return SimpleNamespace(
+        cache=cache,
+        generator=generator,
+        settings=PIX2PIX_PRETRAINING,
+        printed=printed.getvalue(),
+    )

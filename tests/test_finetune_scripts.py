@@ -13,21 +13,12 @@ from keras_sar2opt import finetune, lora
 from keras_sar2opt.cli import main, train_main
 from keras_sar2opt.models import pix2pix_discriminator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pix2pix")]
 
-# CPU-sized settings shared by both runs (Pix2Pix needs 256x256): 16/2/2 pairs, epochs of 2 steps.
+# CPU-sized settings shared by both runs (Pix2Pix needs 256x256): 16/2/2 pairs, epochs of 2 steps, those of the
+# session's pre-training (conftest.py), so a run without --generator finds it in the cache.
 SETTINGS = ["--pairs", "20", "--batch-size", "2", "--steps-per-epoch", "2", "--sample-every", "1", "--verbose", "0"]
 EPOCHS = {"lora_run": 2, "full_run": 1}
-# The pre-training those settings and --pretrain-epochs 2 name in the cache.
-PRETRAINING = {
-    "image_size": 256,
-    "batch_size": 2,
-    "pairs": 20,
-    "epochs": 2,
-    "steps_per_epoch": 2,
-    "precision": "float32",
-    "seed": 0,
-}
 TABLE8_COLUMNS = ["d_loss", "g_loss", "g_l1", "val_d_loss", "val_g_loss", "val_g_l1"]
 
 
@@ -40,22 +31,19 @@ def _train(experiment, argv):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+def lora_run(tmp_path_factory, pretrained_pix2pix):
+    """train_finetune_lora.py without --generator, adapters plus dec8 and head: (run folder, printed text).
 
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, cache):
-    """train_finetune_lora.py without --generator, adapters plus dec8 and head: (run folder, printed text)."""
+    Its --cache holds the session's pre-training, which its options name."""
     out = tmp_path_factory.mktemp("lora") / "run"
     argv = [
         *SETTINGS,
         "--epochs",
         str(EPOCHS["lora_run"]),
         "--pretrain-epochs",
-        "2",
+        str(pretrained_pix2pix.settings["epochs"]),
         "--cache",
-        str(cache),
+        str(pretrained_pix2pix.cache),
         "--also-train",
         "dec8,head",
         "--out",
@@ -65,9 +53,9 @@ def lora_run(tmp_path_factory, cache):
 
 
 @pytest.fixture(scope="module")
-def pretrained(cache, lora_run):
-    """The generator the LoRA run pre-trained on sentinel pairs (and cached)."""
-    return finetune.pretraining_folder(cache, **PRETRAINING) / "generator.keras"
+def pretrained(pretrained_pix2pix):
+    """The generator of the session's pre-training on sentinel pairs."""
+    return pretrained_pix2pix.generator
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +110,15 @@ def test_run_folder_and_lower_held_out_l1_after_finetuning(name, request):
     assert json.loads((out / "config.json").read_text())["run"]["synthetic"]["preset"] == "qxslab"
 
 
-def test_pretraining_on_sentinel_is_cached_and_reused(lora_run, cache, pretrained, capsys):
+def test_pretraining_on_sentinel_is_cached_and_reused(lora_run, pretrained_pix2pix, capsys):
     out, printed = lora_run
-    assert f"Pre-training pix2pix on 20 synthetic sentinel pairs into {pretrained.parent}" in printed
+    cache, pretrained = pretrained_pix2pix.cache, pretrained_pix2pix.generator
+    assert f"Pre-training pix2pix on 20 synthetic sentinel pairs into {pretrained.parent}" in pretrained_pix2pix.printed
+    assert f"Using the cached generator pre-trained on synthetic sentinel pairs: {pretrained}" in printed
     settings = json.loads((pretrained.parent / "config.json").read_text())
     assert (settings["experiment"]["name"], settings["run"]["synthetic"]["preset"]) == ("pix2pix", "sentinel")
     written = pretrained.stat().st_mtime_ns
-    assert finetune.pretrain_generator(cache, strategy="none", **PRETRAINING) == pretrained
+    assert finetune.pretrain_generator(cache, strategy="none", **pretrained_pix2pix.settings) == pretrained
     assert "Using the cached generator" in capsys.readouterr().out and pretrained.stat().st_mtime_ns == written
     assert json.loads((out / "config.json").read_text())["finetune"]["pretraining"] == str(pretrained.parent.resolve())
 

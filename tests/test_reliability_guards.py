@@ -242,6 +242,7 @@ def test_split_by_area_keeps_each_group_on_one_side_of_a_run(tmp_path, cli_error
     assert run["cwd"] == os.getcwd()  # where its relative paths start
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_split_when_pairs_are_added_and_names_a_lost_one(tmp_path, cli_error, caplog):
     from keras_sar2opt.cli import main
 

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow
+
 # Logical devices must be configured before TensorFlow initialises, hence a fresh interpreter.
 SCRIPT = textwrap.dedent(
     """
