@@ -3,11 +3,13 @@
 A scene is a map of objects (field parcels, a forest, water, streets, buildings), each with a
 land-cover class. The optical image colours the classes with texture; the SAR image gives each
 class a backscatter, adds the building geometry of a sensor looking from the left (layover,
-a bright double-bounce line at the wall facing the sensor, shadow behind), multiplies by
-Gamma speckle of L looks, converts to dB and quantises to 8 bits with the preset's calibration.
-It is simulated data for demos and tests, not real imagery.
+a bright double-bounce line at the wall facing the sensor, shadow behind) and thermal noise,
+multiplies by Gamma speckle of L looks correlated over the sensor's point spread, and encodes 8
+bits linearly in dB or amplitude. The presets are calibrated on real pairs (docs/synthetic.md);
+it is simulated data for demos and tests, not real imagery.
 """
 
+import functools
 import json
 import math
 import os
@@ -18,6 +20,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+from scipy.special import gammaincinv, ndtr
 from tqdm import tqdm
 
 from keras_sar2opt.data.layouts import sar2optical_pair
@@ -52,6 +55,8 @@ BASE_COLOURS = np.array(
 )
 CROP_COLOURS = np.array([[0.30, 0.44, 0.15], [0.55, 0.52, 0.30], [0.43, 0.35, 0.24], [0.24, 0.36, 0.13]], np.float32)
 ROOF_COLOURS = np.array([[0.70, 0.68, 0.65], [0.55, 0.26, 0.20], [0.45, 0.45, 0.48], [0.85, 0.84, 0.80]], np.float32)
+# Speckle quantiles are tabulated at these standard normal values (a step of 0.0007) and looked up by the nearest.
+GAUSSIAN_GRID = np.linspace(-6.0, 6.0, 2**14 + 1, dtype=np.float32)
 OPTICAL_TEXTURE = np.array([0.03, 0.18, 0.06, 0.08, 0.04, 0.05], np.float32)  # relative, per class
 
 
@@ -60,44 +65,67 @@ class SensorPreset:
     """What distinguishes one simulated sensor (and its optical partner) from another."""
 
     name: str
-    looks: float  # equivalent number of looks of the Gamma speckle (intensity CV = 1/sqrt(looks))
+    looks: int  # equivalent number of looks of the Gamma speckle (intensity CV = 1/sqrt(looks))
+    speckle_correlation: float  # pixels: Gaussian sigma of the point spread correlating speckle (0: none)
     texture_scale: float  # correlation length of texture, pixels (smaller = finer)
     parcel_size: float  # mean side of a field parcel, pixels
     block_size: int  # urban block (one building and its street), pixels
     building_height: tuple  # building heights, pixels of ground range
     incidence_deg: float  # shadow length = height * tan(incidence); layover = height / tan(incidence)
-    calibration_db: float  # offset added to every backscatter
-    db_range: tuple  # dB mapped linearly to 0..255
+    noise_floor_db: float  # noise-equivalent sigma0: thermal noise added to every backscatter
+    sar_scale: str  # "db": 8 bits linear in dB; "amplitude": linear in amplitude (square root of intensity)
+    db_range: tuple  # backscatter (dB) mapped to 0 and 255
+    haze: tuple  # RGB path radiance added to the optical image, [0, 1]
+    optical_texture: float  # scales OPTICAL_TEXTURE
     layout: str  # layout of the real dataset the preset imitates
     description: str
+    calibration_db: float = 0.0  # offset added to every backscatter
+    sar_contrast: float = 1.0  # scales OBJECT_SPREAD_DB and SAR_TEXTURE_DB: how much objects of a class differ
+    optical_gain: float = 1.0  # reflectance to [0, 1] display values
+    saturation: float = 1.0  # colours pulled towards their grey (< 1) or pushed away from it (> 1)
 
 
+# Calibrated by benchmarks/calibrate_synthetic.py (docs/synthetic.md): the real figures are means over
+# 8-bit images, two measurements each (30 SEN1-2 Kaggle pairs, 7 QXSLAB-SAROPT pairs; other pairs of
+# the same sets); the synthetic ones are over 200 pairs. Constants aim between the two measurements.
 PRESETS = {
     "sentinel": SensorPreset(
         "sentinel",
-        looks=4.0,
+        looks=2,  # with the correlation below: ENL90 47 (real 47-53); 4 looks gave 83
+        speckle_correlation=1.0,  # lag-1 correlation 0.81 (real 0.89): S1 GRD's 20 m cell on 10 m pixels
         texture_scale=4.0,
         parcel_size=40.0,
         block_size=8,
         building_height=(1.0, 3.0),
         incidence_deg=38.0,
-        calibration_db=0.0,
-        db_range=(-25.0, 0.0),
+        calibration_db=0.3,  # SAR mean 137 (real 135)
+        noise_floor_db=-22.0,  # S1 IW's NESZ; SAR p5 58 (real 56)
+        sar_scale="db",
+        db_range=(-30.0, 0.0),  # 8.5 levels/dB: SAR std 47 (real 48-50); [-25, 0] gave mean 107, std 57
+        optical_gain=1.1,  # optical std 43 (real 45-46)
+        haze=(0.0, 0.0, 0.1),  # blue path radiance: RGB means 90, 100, 94 (real 86-90, 97-101, 90-95)
+        optical_texture=1.3,
         layout="sen12",
-        description="Sentinel-1-like (SEN1-2): coarse texture, 4 looks, dB clipped to [-25, 0]",
+        description="Sentinel-1-like (SEN1-2): 10 m, 2 looks, dB in [-30, 0]",
     ),
     "qxslab": SensorPreset(
         "qxslab",
-        looks=1.0,
-        texture_scale=1.5,
-        parcel_size=80.0,
-        block_size=20,
+        looks=1,  # single look, the most speckled: ENL90 7.9 (real 7.5-7.7)
+        speckle_correlation=1.35,  # lag-1 correlation 0.85 (real 0.78)
+        texture_scale=4.0,
+        parcel_size=60.0,
+        block_size=18,  # with parcels of 60 px: optical texture 8.6 px (real 7.2), SAR 4.0 px (real 5.5)
         building_height=(4.0, 12.0),
         incidence_deg=30.0,
-        calibration_db=5.0,
-        db_range=(-30.0, 5.0),
+        sar_contrast=3.0,  # metre-scale objects differ more: SAR std 44 (real 42-45)
+        noise_floor_db=-9.0,  # relative to db_range: SAR p5 14 (real 20)
+        sar_scale="amplitude",
+        db_range=(-40.0, 4.0),  # amplitude 0 to 1.58 over 0..255: SAR mean 67 (real 62-72)
+        saturation=0.45,  # greyer colours: optical std 40 (real 39-40)
+        haze=(0.08, 0.03, 0.06),  # RGB means 101, 92, 86 (real 95-105, 91-94, 88-89)
+        optical_texture=3.5,
         layout="qxslab",
-        description="GaoFen-3-like (QXSLAB-SAROPT): fine texture, single look, +5 dB calibration, dB in [-30, 5]",
+        description="GaoFen-3-like (QXSLAB-SAROPT): 1 m, single look, 8 bits linear in amplitude",
     ),
 }
 
@@ -223,8 +251,11 @@ def render_optical(scene, preset, rng):
     crops, roofs = scene.object_class == FIELDS, scene.object_class == BUILDINGS
     colours[crops] = CROP_COLOURS[rng.integers(0, len(CROP_COLOURS), crops.sum())]
     colours[roofs] = ROOF_COLOURS[rng.integers(0, len(ROOF_COLOURS), roofs.sum())]
+    grey = colours.mean(axis=1, keepdims=True)
+    colours = (grey + np.float32(preset.saturation) * (colours - grey)) * np.float32(preset.optical_gain)
     classes = scene.classes
-    texture = 1.0 + np.take(OPTICAL_TEXTURE, classes) * _smooth_noise(rng, classes.shape[0], preset.texture_scale)
+    strength = OPTICAL_TEXTURE * np.float32(preset.optical_texture)
+    texture = 1.0 + np.take(strength, classes) * _smooth_noise(rng, classes.shape[0], preset.texture_scale)
     np.maximum(texture, 0.0, out=texture)
     shift = max(1, int(round(float(np.mean(preset.building_height)) / 2)))
     building = classes == BUILDINGS
@@ -233,6 +264,7 @@ def render_optical(scene, preset, rng):
     np.multiply(texture, 0.55, out=texture, where=shade & ~building)
     image = np.take(colours, scene.objects, axis=0)
     image *= texture[..., None]
+    image += np.asarray(preset.haze, np.float32)
     return cv2.convertScaleAbs(image, alpha=255.0)  # rounds and saturates; values are >= 0
 
 
@@ -240,9 +272,11 @@ def backscatter_db(scene, preset, rng):
     """Calibrated backscatter of a scene in dB before speckle (sensor on the left, looking right)."""
     classes, heights = scene.classes, scene.heights
     size = classes.shape[1]
+    contrast = np.float32(preset.sar_contrast)
     spread = rng.standard_normal(len(scene.object_class)).astype(np.float32) * OBJECT_SPREAD_DB[scene.object_class]
+    spread *= contrast
     sigma_db = np.take(BACKSCATTER_DB[scene.object_class] + spread, scene.objects)
-    sigma_db += np.take(SAR_TEXTURE_DB, classes) * _smooth_noise(rng, size, preset.texture_scale)
+    sigma_db += np.take(SAR_TEXTURE_DB * contrast, classes) * _smooth_noise(rng, size, preset.texture_scale)
     building = classes == BUILDINGS
     if building.any():
         column = np.arange(size, dtype=np.float32)[None, :]
@@ -263,21 +297,44 @@ def backscatter_db(scene, preset, rng):
     return sigma_db + np.float32(preset.calibration_db)
 
 
-def speckle(intensity, looks, rng):
-    """Multiply by fully developed speckle: Gamma(looks, 1/looks), mean 1, CV 1/sqrt(looks)."""
-    return intensity * (rng.standard_gamma(looks, intensity.shape, dtype=np.float32) / np.float32(looks))
+@functools.lru_cache(maxsize=8)
+def _gamma_quantiles(looks):
+    """Gamma(looks, 1/looks) quantiles at the standard normal values GAUSSIAN_GRID."""
+    return (gammaincinv(looks, ndtr(GAUSSIAN_GRID)) / looks).astype(np.float32)
+
+
+def speckle_field(shape, looks, correlation, rng):
+    """Fully developed speckle: Gamma(looks, 1/looks) in every pixel (mean 1, CV 1/sqrt(looks)),
+    correlated over `correlation` pixels (the Gaussian sigma of the sensor's point spread; 0:
+    independent pixels). A Gaussian field of that correlation, mapped through the normal CDF and
+    the Gamma quantile function, keeps the Gamma distribution exactly in each pixel."""
+    field = rng.standard_normal(shape, dtype=np.float32)
+    if correlation > 0:
+        kernel = cv2.getGaussianKernel(2 * math.ceil(3 * correlation) + 1, correlation)
+        field = cv2.sepFilter2D(field, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+        field *= np.float32(1.0 / np.sum(kernel**2))  # unit variance again (the 2-D kernel's squared norm)
+    scale = (len(GAUSSIAN_GRID) - 1) / (GAUSSIAN_GRID[-1] - GAUSSIAN_GRID[0])
+    field = cv2.min(
+        cv2.max(field * np.float32(scale) + np.float32(0.5 - GAUSSIAN_GRID[0] * scale), 0.0), len(GAUSSIAN_GRID) - 1
+    )
+    return _gamma_quantiles(looks).take(field.astype(np.int32))
 
 
 def simulate_sar(scene, preset, rng):
-    """Speckled SAR intensity of a scene (linear, float32), before dB conversion."""
-    return speckle(cv2.exp(backscatter_db(scene, preset, rng) * np.float32(math.log(10.0) / 10.0)), preset.looks, rng)
+    """Speckled SAR intensity of a scene (linear, float32), before 8-bit encoding."""
+    intensity = cv2.exp(backscatter_db(scene, preset, rng) * np.float32(math.log(10.0) / 10.0))
+    intensity += np.float32(10.0 ** (preset.noise_floor_db / 10.0))
+    return intensity * speckle_field(intensity.shape, preset.looks, preset.speckle_correlation, rng)
 
 
-def quantise_db(intensity, preset):
-    """Linear intensity -> dB -> 8 bits, mapping the preset's db_range to 0..255."""
+def quantise(intensity, preset):
+    """Linear intensity -> 8 bits, mapping the preset's db_range to 0..255 linearly in dB or in amplitude."""
     low, high = preset.db_range
-    db = np.maximum(linear_to_db(intensity), np.float32(low))
-    return cv2.convertScaleAbs(db, alpha=255.0 / (high - low), beta=-255.0 * low / (high - low))
+    if preset.sar_scale == "db":
+        db = np.maximum(linear_to_db(intensity), np.float32(low))
+        return cv2.convertScaleAbs(db, alpha=255.0 / (high - low), beta=-255.0 * low / (high - low))
+    low, high = 10.0 ** (low / 20.0), 10.0 ** (high / 20.0)
+    return cv2.convertScaleAbs(cv2.sqrt(intensity), alpha=255.0 / (high - low), beta=-255.0 * low / (high - low))
 
 
 class SyntheticPair(NamedTuple):
@@ -293,7 +350,7 @@ def generate_pair(preset, size=256, seed=0, index=0):
     rng = np.random.default_rng([seed, index])
     scene = generate_scene(size, preset, rng)
     optical = render_optical(scene, preset, rng)
-    return SyntheticPair(quantise_db(simulate_sar(scene, preset, rng), preset), optical, scene)
+    return SyntheticPair(quantise(simulate_sar(scene, preset, rng), preset), optical, scene)
 
 
 # Where pair i goes in each layout, with the real datasets' file naming.
