@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import os
+import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -30,6 +31,26 @@ from keras_sar2opt.model_files import tile_size
 logger = logging.getLogger(__name__)
 
 WRITABLE = (".png",) + TIFF_EXTENSIONS  # translations are written as PNG or GeoTIFF
+# One file per polarisation, as BigEarthNet-S1 stores a patch: <scene>_VV.tif beside <scene>_VH.tif.
+_POLARISATION = re.compile(r"(.+)_(VV|VH)", re.IGNORECASE)
+
+
+def co_polarised(found, folder):
+    """Of a folder's images, those to translate: where a scene is stored as one file per polarisation
+    (<scene>_VV and <scene>_VH), its VV file only, as a dual-pol stack gives its first band (VV); a
+    model reads one SAR band. Logs what it left out; a VH file given by name is translated."""
+    scenes = {}
+    for path in found:
+        match = _POLARISATION.fullmatch(path.stem)
+        if match:
+            scenes.setdefault((path.parent, match.group(1).lower()), {})[match.group(2).upper()] = path
+    cross = {pair["VH"] for pair in scenes.values() if pair.keys() == {"VV", "VH"}}
+    if cross:
+        logger.warning(
+            f"{folder} stores {len(cross)} scenes as one file per polarisation (<scene>_VV, <scene>_VH): "
+            "translating their VV files; give the _VH files by name to translate VH"
+        )
+    return [path for path in found if path not in cross]
 
 
 def translate_file(
@@ -125,8 +146,9 @@ def plan_outputs(inputs, out):
     One input file and an `out` ending in .png/.tif/.tiff: that file (another image suffix is
     refused). Otherwise `out` is a folder; outputs keep the inputs' relative paths (folders) or
     names (files), as .tif for TIFF inputs and .png for the rest. A folder holding a dataset layout
-    (`find_pairs`) gives its SAR images only, and `out` inside an input folder is not searched (a
-    second run finds only the inputs). No output may overwrite an input, and `out` must be writable
+    (`find_pairs`) gives its SAR images only, and scenes stored one file per polarisation their VV
+    files (`co_polarised`); `out` inside an input folder is not searched (a second run finds only
+    the inputs). No output may overwrite an input, and `out` must be writable
     (`files.check_writable`; nothing is written).
     """
     out = Path(out)
@@ -148,7 +170,7 @@ def plan_outputs(inputs, out):
             )
             if not found:
                 raise Sar2OptError(f"Expected images ({', '.join(IMAGE_EXTENSIONS)}) in folder {item}, received none")
-            sources += [(p, p.relative_to(item)) for p in found]
+            sources += [(p, p.relative_to(item)) for p in co_polarised(found, item)]
         elif item.is_file():
             sources.append((item, Path(item.name)))
         else:
