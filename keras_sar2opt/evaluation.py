@@ -1,8 +1,10 @@
 """Evaluation of a generator on a dataset split (report §3.3–§4): per-image metrics, summary, sample grid.
 
 An evaluation folder holds per_image.csv (one row per pair), summary.json (settings, dataset,
-mean/std/min/max of every metric, FID or why it was skipped), summary.md and samples.png
+mean/std/min/max of every per-image metric, FID and KID when asked for), summary.md and samples.png
 (SAR as the model saw it | generated | target). Pairs are resized to the generator's size.
+Pixel metrics and the identity-collapse check are always computed and need nothing but the images;
+the network metrics (LPIPS, DISTS, FID, KID; docs/metrics.md) are added by name and read weights.
 """
 
 import json
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 FORMAT = "keras_sar2opt.evaluation/1"
 SPLITS = ("test", "val", "train", "all")
 # metric -> (label, unit); "l1" is the report's L1 loss: mean |generated - target| on [-1, 1].
+# "ssim_sar" and "closer_to_sar" check for identity collapse (a generator that copies its SAR input):
+# SSIM of the output against the SAR input, and 1 where the output is closer (L1) to the input than to
+# the target, so that its mean is the share of such outputs.
 METRICS = {
     "psnr": ("PSNR", "dB"),
     "ssim": ("SSIM", ""),
@@ -36,9 +41,14 @@ METRICS = {
     "rmse": ("RMSE", "[0, 1] scale"),
     "sam": ("SAM", "degrees"),
     "l1": ("L1", "[-1, 1] scale"),
+    "ssim_sar": ("SSIM to the SAR input", ""),
+    "closer_to_sar": ("Closer to the SAR input than to the target", "share"),
 }
+IDENTITY = ("ssim_sar", "closer_to_sar")
+# per-image network metrics, when asked for
+NETWORK_METRICS = {"lpips": ("LPIPS", "AlexNet v0.1"), "dists": ("DISTS", "")}
 SAMPLE_ROWS = 4
-FID_SKIPPED = "FID skipped: no InceptionV3 weights file given (pass --inception-weights to compute it)."
+FID_SKIPPED = "FID not computed: add --metrics fid (pytorch-fid's Inception weights are downloaded once)."
 PER_IMAGE, SUMMARY_JSON, SUMMARY_MD, SAMPLES = "per_image.csv", "summary.json", "summary.md", "samples.png"
 SKIPPED = "skipped.csv"
 
@@ -105,27 +115,15 @@ def _check_range(generated, model):
         )
 
 
-class _FID:
-    """Inception features of real and generated images gathered batch by batch."""
+def _identity_check(sar, generated, optical):
+    """SSIM of each output against its SAR input (grey SAR repeated to the output's channels), and 1.0 where
+    the output is closer to the input than to the target by mean absolute difference."""
+    from keras_sar2opt.metrics import ssim
 
-    def __init__(self, weights):
-        from keras_sar2opt.metrics import load_inception
-
-        self.model = load_inception(weights)
-        self.real, self.fake = [], []
-
-    def add(self, real, fake):
-        from keras_sar2opt.metrics import inception_features
-
-        self.real.append(inception_features(real, self.model, (-1.0, 1.0)))
-        self.fake.append(inception_features(fake, self.model, (-1.0, 1.0)))
-
-    def result(self):
-        from keras_sar2opt.metrics import feature_statistics, frechet_distance
-
-        real = feature_statistics(np.concatenate(self.real))
-        fake = feature_statistics(np.concatenate(self.fake))
-        return frechet_distance(*real, *fake)
+    sar = np.broadcast_to(sar, generated.shape) if sar.shape[-1] == 1 else sar
+    to_sar = np.abs(generated - sar).mean(axis=(1, 2, 3))
+    to_target = np.abs(generated - optical).mean(axis=(1, 2, 3))
+    return {"ssim_sar": ssim(generated, sar, (-1.0, 1.0)), "closer_to_sar": (to_sar < to_target).astype(np.float64)}
 
 
 def evaluate_pairs(
@@ -136,14 +134,16 @@ def evaluate_pairs(
     sar_options=None,
     optical_options=None,
     batch_size=8,
-    inception_weights=None,
+    network_metrics=None,
     sample_rows=SAMPLE_ROWS,
     progress=True,
 ):
     """Translate `pairs` in batches at the generator's size and measure every generated image.
 
-    Returns (per-image DataFrame with name, sar, optical and the METRICS columns; the first
-    `sample_rows` (sar, generated, target) arrays in [-1, 1]; FID or None).
+    network_metrics: a metrics.networks.NetworkMetrics, or None.
+    Returns (per-image DataFrame with name, sar, optical, the METRICS columns and those of the per-image
+    network metrics; the first `sample_rows` (sar, generated, target) arrays in [-1, 1]; {"fid", "kid"}
+    of the network metrics asked for).
     """
     import pandas as pd
 
@@ -153,7 +153,6 @@ def evaluate_pairs(
     check_positive_int(batch_size, "--batch-size")
     check_positive_int(sample_rows, "--samples")
     size = _check_generator(model)
-    fid = _FID(inception_weights) if inception_weights is not None else None
     dataset = make_dataset(
         pairs,
         size,
@@ -164,7 +163,8 @@ def evaluate_pairs(
         sar_channels=model.inputs[0].shape[-1],
         optical_options=optical_options,
     )
-    rows, samples = {name: [] for name in METRICS}, [[], [], []]
+    columns = [*METRICS, *(name for name in NETWORK_METRICS if network_metrics and name in network_metrics.names)]
+    rows, samples = {name: [] for name in columns}, [[], [], []]
     with tqdm(total=len(pairs), desc="evaluate", unit="image", disable=not progress) as bar:
         for sar, optical in dataset:
             sar, optical = np.asarray(sar), np.asarray(optical)
@@ -172,13 +172,14 @@ def evaluate_pairs(
             _check_range(generated, model)
             values = compute_all(generated, optical, (-1.0, 1.0))
             values["l1"] = np.abs(generated - optical).mean(axis=(1, 2, 3), dtype=np.float64)
-            for name in METRICS:
+            values.update(_identity_check(sar, generated, optical))
+            if network_metrics is not None:
+                values.update(network_metrics.add(*(np.clip((x + 1.0) / 2.0, 0.0, 1.0) for x in (generated, optical))))
+            for name in columns:
                 rows[name].extend(values[name].tolist())
             taken = sum(len(s) for s in samples[0])
             for column, images in zip(samples, (sar, generated, optical)):
                 column.append(images[: max(0, sample_rows - taken)])
-            if fid is not None:
-                fid.add(optical, generated)
             bar.update(len(sar))
     frame = pd.DataFrame(
         {
@@ -187,9 +188,10 @@ def evaluate_pairs(
             "optical": [str(p.optical) for p in pairs],
         }
     )
-    for name in METRICS:
+    for name in columns:
         frame[name] = rows[name]
-    return frame, [np.concatenate(column) for column in samples], fid.result() if fid is not None else None
+    per_set = network_metrics.per_set() if network_metrics is not None else {}
+    return frame, [np.concatenate(column) for column in samples], per_set
 
 
 def summarize(frame):
@@ -201,7 +203,8 @@ def summarize(frame):
             "min": float(frame[name].min()),
             "max": float(frame[name].max()),
         }
-        for name in METRICS
+        for name in frame.columns
+        if name in METRICS or name in NETWORK_METRICS
     }
 
 
@@ -234,14 +237,17 @@ def summary_markdown(summary):
     if summary["role"]:
         lines.append(f"- Figure role: {summary['role']} ({EVALUATION_FIGURES[summary['role']][0]})")
     lines += ["", "| Metric | Mean ± std | Min | Max |", "|---|---|---|---|"]
-    for name, (label, unit) in METRICS.items():
-        value = summary["metrics"][name]
+    for name, value in summary["metrics"].items():
+        label, unit = {**METRICS, **NETWORK_METRICS}[name]
         label = f"{label} ({unit})" if unit else label
         lines.append(
             f"| {label} | {value['mean']:.4f} ± {value['std']:.4f} | {value['min']:.4f} | {value['max']:.4f} |"
         )
-    fid = f"FID: {summary['fid']:.4f}" if summary["fid"] is not None else summary["fid_note"]
-    lines += ["", fid, "", f"Standard deviations are over images (ddof=0). Samples: [{SAMPLES}]({SAMPLES})", ""]
+    lines += ["", f"FID: {summary['fid']:.4f}" if summary["fid"] is not None else summary["fid_note"]]
+    if summary.get("kid"):
+        kid = summary["kid"]
+        lines.append(f"KID: {kid['mean']:.5f} ± {kid['std']:.5f} ({kid['subsets']} subsets of {kid['subset_size']})")
+    lines += ["", f"Standard deviations are over images (ddof=0). Samples: [{SAMPLES}]({SAMPLES})", ""]
     return "\n".join(lines)
 
 
@@ -271,7 +277,8 @@ def evaluate(
     sar_options=None,
     optical_options=None,
     batch_size=8,
-    inception_weights=None,
+    metrics=(),
+    metric_weights=None,
     role=None,
     sample_rows=SAMPLE_ROWS,
     upsample_mode="nearest",
@@ -287,10 +294,14 @@ def evaluate(
     (per key: the optical bands and range) and `on_bad` default to the run's (its config.json);
     otherwise `on_bad` defaults to "error".
 
+    metrics: network metrics to add ("lpips", "dists", "fid", "kid", or "all"), their weights downloaded
+    into `weights_dir` (default $KERAS_HOME/keras_sar2opt/metrics) on first use unless `metric_weights`
+    ({weights key: file}) gives the file.
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
     sample_rows: pairs shown in samples.png.
     """
     from keras_sar2opt.data.loading import check_reading_options, warn_about_scaling
+    from keras_sar2opt.metrics.networks import NetworkMetrics, check_names, check_weights
     from keras_sar2opt.model_files import load_generator, tile_size
 
     sar_options, optical_options = SarScaling.from_config(sar_options), OpticalScaling.from_config(optical_options)
@@ -320,6 +331,7 @@ def evaluate(
     on_bad = on_bad or "error"
     steps = [(step, {}) if isinstance(step, str) else tuple(step) for step in preprocessing or ()]
     check_reading_options(sar_options, optical_options, steps)  # before the model loads
+    metrics, metric_weights = check_names(metrics), check_weights(metric_weights)
     pairs, pair_set, split_source = select_pairs(
         data,
         split,
@@ -331,24 +343,23 @@ def evaluate(
         sar_band=sar_options and sar_options.band,
     )
     warn_about_scaling(pairs, sar_options, optical_options)
+    network_metrics = NetworkMetrics(metrics, metric_weights, weights_dir, progress) if metrics else None
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(model) if preset_name(model) is not None else os.fspath(Path(model).resolve())
         model = load_generator(model, upsample_mode=upsample_mode, weights_dir=weights_dir)
     else:
         model_name = model.name
-    frame, samples, fid = evaluate_pairs(
+    frame, samples, per_set = evaluate_pairs(
         model,
         pairs,
         preprocessing=steps,
         sar_options=sar_options,
         optical_options=optical_options,
         batch_size=batch_size,
-        inception_weights=inception_weights,
+        network_metrics=network_metrics,
         sample_rows=sample_rows,
         progress=progress,
     )
-    if inception_weights is None:
-        logger.warning(FID_SKIPPED)
     summary = {
         "format": FORMAT,
         "role": role,
@@ -366,9 +377,10 @@ def evaluate(
         "sar_options": sar_options.to_config() if sar_options else {},
         "optical_options": optical_options.to_config() if optical_options else None,
         "metrics": summarize(frame),
-        "units": {name: unit for name, (_, unit) in METRICS.items()},
-        "fid": fid,
-        "fid_note": None if fid is not None else FID_SKIPPED,
+        "units": {name: unit for name, (_, unit) in {**METRICS, **NETWORK_METRICS}.items() if name in frame},
+        "fid": per_set.get("fid"),
+        "fid_note": None if "fid" in per_set else FID_SKIPPED,
+        "kid": per_set.get("kid"),
         "files": {"per_image": PER_IMAGE, "samples": SAMPLES, "markdown": SUMMARY_MD},
     }
     if pair_set.skipped:

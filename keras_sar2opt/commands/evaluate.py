@@ -1,10 +1,10 @@
-"""`sar2opt evaluate`: PSNR, SSIM, MAE, RMSE, SAM, L1 (and FID) of a generator on a dataset split (report §3–§4)."""
+"""`sar2opt evaluate`: PSNR, SSIM, MAE, RMSE, SAM, L1, the identity check and, when asked for, LPIPS, DISTS, FID
+and KID of a generator on a dataset split (report §3–§4; docs/metrics.md)."""
 
 from keras_sar2opt.commands.options import (
     add_optical_scaling_options,
     add_preprocessing_options,
     add_sar_scaling_options,
-    add_weights_dir_option,
     optical_scaling,
     preprocessing_steps,
     sar_scaling,
@@ -29,7 +29,12 @@ def register(subparsers):
         required=True,
         help="generator: .keras, a SAR2Optical .pth/.safetensors, or preset:NAME (sar2opt presets; downloaded once)",
     )
-    add_weights_dir_option(parser)
+    parser.add_argument(
+        "--weights-dir",
+        metavar="DIR",
+        help="folder of downloaded weights: presets and the network metrics' files (default "
+        "$KERAS_HOME/keras_sar2opt/presets and .../metrics, KERAS_HOME defaulting to ~/.keras)",
+    )
     parser.add_argument(
         "--data",
         metavar="PATH",
@@ -54,7 +59,20 @@ def register(subparsers):
         help=f"pairs shown in samples.png (default {SAMPLE_ROWS})",
     )
     parser.add_argument(
-        "--inception-weights", metavar="FILE", help="local InceptionV3 (no top) weights: also compute FID"
+        "--metrics",
+        nargs="+",
+        default=(),
+        metavar="NAME",
+        help="network metrics to add to the pixel metrics: lpips, dists (per image), fid, kid (per set), or all; "
+        "their reference weights are downloaded once (docs/metrics.md). Default: none, nothing downloaded",
+    )
+    parser.add_argument(
+        "--metric-weights",
+        nargs="+",
+        default=(),
+        metavar="KEY=FILE",
+        help="a network metric's weights file given by hand, used as it is (keys: fid_inception, alexnet, "
+        "lpips_alex, vgg16, dists; docs/metrics.md)",
     )
     parser.add_argument(
         "--role",
@@ -78,8 +96,18 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+def _metric_weights(pairs):
+    """{key: file} of --metric-weights KEY=FILE ...; UsageError for an item without "="."""
+    from keras_sar2opt.errors import UsageError
+
+    malformed = [pair for pair in pairs if "=" not in pair]
+    if malformed:
+        raise UsageError(f"Expected --metric-weights as KEY=FILE, received {malformed[0]}")
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def run(args):
-    from keras_sar2opt.evaluation import METRICS, evaluate
+    from keras_sar2opt.evaluation import IDENTITY, METRICS, NETWORK_METRICS, evaluate
 
     summary = evaluate(
         args.model,
@@ -93,14 +121,27 @@ def run(args):
         sar_options=sar_scaling(args),
         optical_options=optical_scaling(args),
         batch_size=args.batch_size,
-        inception_weights=args.inception_weights,
+        metrics=[name for names in args.metrics for name in names.split(",") if name],
+        metric_weights=_metric_weights(args.metric_weights),
         role=args.role,
         sample_rows=args.samples,
         upsample_mode=args.upsample_mode,
         weights_dir=args.weights_dir,
         on_bad=args.on_bad,
     )
-    values = ", ".join(f"{label} {summary['metrics'][name]['mean']:.4f}" for name, (label, _) in METRICS.items())
+    labels = {name: label for name, (label, _) in {**METRICS, **NETWORK_METRICS}.items() if name not in IDENTITY}
+    values = ", ".join(
+        f"{labels[name]} {value['mean']:.4f}" for name, value in summary["metrics"].items() if name in labels
+    )
+    values += f", FID {summary['fid']:.2f}" if summary["fid"] is not None else ""
+    values += f", KID {summary['kid']['mean']:.4f} ± {summary['kid']['std']:.4f}" if summary["kid"] else ""
+    identity = (
+        f"identity check: SSIM to the SAR input {summary['metrics']['ssim_sar']['mean']:.4f}, "
+        f"{summary['metrics']['closer_to_sar']['mean']:.0%} of outputs closer to it than to their target"
+    )
     skipped = f"; {summary['skipped']} bad pairs of the dataset left out" if summary["skipped"] else ""
-    print(f"evaluated {counted(summary['pairs'], 'pair')} ({args.split} split{skipped}) into {args.output}: {values}")
+    print(
+        f"evaluated {counted(summary['pairs'], 'pair')} ({args.split} split{skipped}) into {args.output}: {values}; "
+        + identity
+    )
     return 0

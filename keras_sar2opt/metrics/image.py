@@ -1,16 +1,11 @@
-"""Image-quality metrics for translated images: PSNR, SSIM, MAE, RMSE, SAM and FID (§3-§4 evaluation)."""
+"""Pixel metrics of translated images (§3–§4 evaluation): PSNR, SSIM, MAE, RMSE and SAM, per image."""
 
-import logging
 import math
-import os
-import warnings
 
 import keras
 import numpy as np
 
 from keras_sar2opt.errors import Sar2OptError
-
-logger = logging.getLogger(__name__)
 
 # SSIM constants of Wang et al. (2004), as in tf.image.ssim and skimage (gaussian_weights=True).
 SSIM_WINDOW = 11
@@ -18,7 +13,6 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-INCEPTION_SIZE = 299
 # Values outside value_range by more than this fraction of its span are rejected, not clipped.
 _RANGE_TOLERANCE = 1e-3
 
@@ -48,7 +42,7 @@ def to_unit(images, value_range):
     return (images - low) / (high - low)
 
 
-def _pair(pred, target, value_range):
+def pair_in_unit(pred, target, value_range):
     """Both batches in [0, 1], checked to have the same shape."""
     pred = to_unit(pred, value_range)
     target = to_unit(target, value_range)
@@ -65,19 +59,19 @@ def _per_image(values):
 
 def mae(pred, target, value_range):
     """Mean absolute error per image, on the [0, 1] scale (half the L1 on the [-1, 1] scale)."""
-    pred, target = _pair(pred, target, value_range)
+    pred, target = pair_in_unit(pred, target, value_range)
     return _per_image(keras.ops.mean(keras.ops.abs(pred - target), axis=(1, 2, 3)))
 
 
 def rmse(pred, target, value_range):
     """Root mean squared error per image, on the [0, 1] scale."""
-    pred, target = _pair(pred, target, value_range)
+    pred, target = pair_in_unit(pred, target, value_range)
     return _per_image(keras.ops.sqrt(keras.ops.mean(keras.ops.square(pred - target), axis=(1, 2, 3))))
 
 
 def psnr(pred, target, value_range):
     """Peak signal-to-noise ratio per image in dB, peak 1 on the [0, 1] scale; inf for identical images."""
-    pred, target = _pair(pred, target, value_range)
+    pred, target = pair_in_unit(pred, target, value_range)
     mse = _per_image(keras.ops.mean(keras.ops.square(pred - target), axis=(1, 2, 3)))
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(1.0 / mse)
@@ -96,7 +90,7 @@ def ssim(pred, target, value_range):
     values of `tf.image.ssim` and of `skimage.metrics.structural_similarity(gaussian_weights=True,
     sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)`.
     """
-    x, y = _pair(pred, target, value_range)
+    x, y = pair_in_unit(pred, target, value_range)
     height, width, channels = x.shape[1:]
     if height < SSIM_WINDOW or width < SSIM_WINDOW:
         raise Sar2OptError(
@@ -128,7 +122,7 @@ def sam(pred, target, value_range):
     (the largest angle between non-negative vectors). The angle is computed as
     2·atan2(|â - b̂|, |â + b̂|) of the unit vectors, which stays accurate for nearly equal vectors.
     """
-    pred, target = _pair(pred, target, value_range)
+    pred, target = pair_in_unit(pred, target, value_range)
     unit_pred = _unit_vectors(pred)
     unit_target = _unit_vectors(target)
     difference = keras.ops.sqrt(keras.ops.sum(keras.ops.square(unit_pred - unit_target), axis=-1))
@@ -149,90 +143,5 @@ METRICS = {"psnr": psnr, "ssim": ssim, "mae": mae, "rmse": rmse, "sam": sam}
 
 def compute_all(pred, target, value_range):
     """Every metric of METRICS on a batch: {name: per-image NumPy array of length B}."""
-    pred, target = _pair(pred, target, value_range)
+    pred, target = pair_in_unit(pred, target, value_range)
     return {name: metric(pred, target, (0.0, 1.0)) for name, metric in METRICS.items()}
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2):
-    """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2):
-    |mu1 - mu2|² + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^½).
-
-    tr((sigma1 sigma2)^½) is computed in the symmetric form tr((s1^½ sigma2 s1^½)^½) with
-    eigen-decompositions, so it stays real for singular (few-sample) covariances.
-    """
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    root1 = _psd_sqrt(sigma1)
-    middle = root1 @ sigma2 @ root1
-    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
-    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
-    distance = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt
-    return float(max(distance, 0.0))
-
-
-def _psd_sqrt(matrix):
-    """Square root of a symmetric positive semi-definite matrix (negative round-off clipped)."""
-    eigenvalues, eigenvectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
-
-
-def feature_statistics(features):
-    """Mean and covariance (N - 1 normalisation) of (N, D) features, N >= 2."""
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2 or features.shape[0] < 2:
-        raise Sar2OptError(
-            f"Expected at least 2 images for FID statistics, received features of shape {features.shape}"
-        )
-    return features.mean(axis=0), np.cov(features, rowvar=False)
-
-
-def load_inception(weights_path):
-    """InceptionV3 (no top, average pooling, 299x299x3) with weights from a local file only."""
-    if not os.path.isfile(weights_path):
-        raise Sar2OptError(f"Expected an InceptionV3 weights file, received missing file {weights_path}")
-    try:
-        with warnings.catch_warnings():  # Keras warns, then raises, for another model's weights
-            warnings.simplefilter("ignore", UserWarning)
-            return keras.applications.InceptionV3(
-                include_top=False,
-                pooling="avg",
-                weights=weights_path,
-                input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
-            )
-    except (ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Sar2OptError(
-            f"Expected InceptionV3 (include_top=False) weights in {weights_path}, received: {first_line}"
-        ) from None
-
-
-def inception_features(images, model, value_range, batch_size=32):
-    """(N, 2048) pooled InceptionV3 features of an (N, H, W, 3) batch: bilinear resize to 299x299,
-    then the Inception input scaling to [-1, 1]."""
-    images = to_unit(images, value_range)
-    if images.shape[-1] != 3:
-        raise Sar2OptError(f"Expected 3-channel images for FID, received {images.shape[-1]} channels")
-    features = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = keras.ops.image.resize(
-            images[start : start + batch_size], (INCEPTION_SIZE, INCEPTION_SIZE), interpolation="bilinear"
-        )
-        features.append(keras.ops.convert_to_numpy(model(batch * 2.0 - 1.0, training=False)))
-    return np.concatenate(features, axis=0)
-
-
-def frechet_inception_distance(real, fake, weights_path, *, value_range, batch_size=32):
-    """FID between two (N, H, W, 3) batches, or None with a one-line notice when no weights file
-    is given (no download is ever attempted).
-
-    Features come from keras.applications.InceptionV3, so values are comparable only with FIDs
-    computed by the same network and weights; with fewer than 2048 images per set the
-    covariances are singular and the estimate is biased upwards.
-    """
-    if weights_path is None:
-        logger.warning("FID skipped: no InceptionV3 weights file given (pass one to compute FID).")
-        return None
-    model = load_inception(weights_path)
-    real_stats = feature_statistics(inception_features(real, model, value_range, batch_size))
-    fake_stats = feature_statistics(inception_features(fake, model, value_range, batch_size))
-    return frechet_distance(*real_stats, *fake_stats)
