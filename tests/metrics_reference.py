@@ -2,7 +2,8 @@
 (`make reference-env`: torch, torchvision, pytorch-fid, torch-fidelity, lpips, DISTS_pytorch).
 
 `python tests/metrics_reference.py FOLDER` writes random weights in the upstream layouts into FOLDER
-(with torch.save), then computes with the reference packages, from FOLDER's .npy inputs:
+(with torch.save), then computes with the reference packages what FOLDER/job.json asks, from FOLDER's
+.npy inputs (benchmarks/fid_speed.py times its FID features):
 FID features (pytorch_fid.inception.InceptionV3([3])), Fréchet distance (pytorch_fid's
 calculate_frechet_distance), KID (torch_fidelity's kid_features_to_metric), LPIPS (lpips.LPIPS(net='alex'))
 and DISTS (DISTS_pytorch.DISTS()). Every URL loader of those packages is replaced by one that serves the
@@ -71,20 +72,28 @@ def write_weights(folder):
     return paths
 
 
-def fid_features(images, weights):
+def fid_features(images, weights, batch_size=16):
+    """pytorch-fid's features of (N, H, W, 3) images (float in [0, 1], or uint8 divided by 255), and the
+    seconds they took after one warm-up batch."""
+    import time
+
     from pytorch_fid import inception
 
     with mock.patch.object(inception, "load_state_dict_from_url", serving({inception.FID_WEIGHTS_URL: weights})):
         model = inception.InceptionV3([3]).eval()
-    batches = torch.from_numpy(images).permute(0, 3, 1, 2)
+
+    def run(batch):
+        batch = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
+        return model(batch.float() / 255 if batch.dtype == torch.uint8 else batch)[0].flatten(1)
+
     with torch.no_grad():
-        return torch.cat([model(batch)[0].flatten(1) for batch in batches.split(16)]).numpy()
+        run(images[:batch_size])
+        start = time.perf_counter()
+        features = torch.cat([run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    return features.numpy(), time.perf_counter() - start
 
 
 def main(folder):
-    import DISTS_pytorch
-    import lpips
-    import torchvision
     from pytorch_fid.fid_score import calculate_frechet_distance
     from torch_fidelity.metric_kid import kid_features_to_metric
 
@@ -93,27 +102,47 @@ def main(folder):
     job = json.loads((folder / "job.json").read_text())
     paths = write_weights(folder)
     results = {"weights": {key: str(path) for key, path in paths.items()}}
-    features = {}
+    features, results["seconds"] = {}, {}
     for name in job["fid_images"]:
-        features[name] = fid_features(np.load(folder / f"{name}.npy"), paths["fid_inception"])
+        images = np.load(folder / f"{name}.npy")
+        features[name], results["seconds"][name] = fid_features(
+            images, paths["fid_inception"], job.get("batch_size", 16)
+        )
         np.save(folder / f"reference_features_{name}.npy", features[name])
-    real, fake = (features[name] for name in job["fid_images"])
-    statistics = [(f.mean(axis=0), np.cov(f, rowvar=False)) for f in (real, fake)]
-    results["fid"] = float(calculate_frechet_distance(*statistics[0], *statistics[1]))
-    kid = kid_features_to_metric(torch.from_numpy(real), torch.from_numpy(fake), verbose=False, **job["kid"])
-    results["kid"] = {"mean": kid["kernel_inception_distance_mean"], "std": kid["kernel_inception_distance_std"]}
+    if "kid" in job:
+        real, fake = (features[name] for name in job["fid_images"])
+        statistics = [(f.mean(axis=0), np.cov(f, rowvar=False)) for f in (real, fake)]
+        results["fid"] = float(calculate_frechet_distance(*statistics[0], *statistics[1]))
+        kid = kid_features_to_metric(torch.from_numpy(real), torch.from_numpy(fake), verbose=False, **job["kid"])
+        results["kid"] = {"mean": kid["kernel_inception_distance_mean"], "std": kid["kernel_inception_distance_std"]}
+    if "pairs" in job:
+        values, shipped = perceptual(folder, job["pairs"], paths)
+        results.update(values)
+        results["weights"].update(shipped)
+    (folder / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def perceptual(folder, pairs, paths):
+    """({"lpips", "dists"} of the image pairs in the .npy files `pairs`, {key: the shipped weights files read})."""
+    import DISTS_pytorch
+    import lpips
+    import torchvision
 
     loader = serving({ALEXNET_URL: paths["alexnet"], VGG16_URL: paths["vgg16"]})
-    pred, target = (torch.from_numpy(np.load(folder / f"{name}.npy")).permute(0, 3, 1, 2) for name in job["pairs"])
+    pred, target = (torch.from_numpy(np.load(folder / f"{name}.npy")).permute(0, 3, 1, 2) for name in pairs)
     with mock.patch.object(torchvision.models._api, "load_state_dict_from_url", loader):
         lpips_model = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
         dists_model = DISTS_pytorch.DISTS().eval()
-    results["weights"]["lpips_alex"] = str(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth")
-    results["weights"]["dists"] = os.path.join(sys.prefix, "weights.pt")  # where DISTS() reads it
+    shipped = {
+        "lpips_alex": str(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"),
+        "dists": os.path.join(sys.prefix, "weights.pt"),  # where DISTS() reads it
+    }
     with torch.no_grad():
-        results["lpips"] = lpips_model(2 * pred - 1, 2 * target - 1).flatten().tolist()
-        results["dists"] = dists_model(pred, target).flatten().tolist()
-    (folder / "results.json").write_text(json.dumps(results, indent=2))
+        values = {
+            "lpips": lpips_model(2 * pred - 1, 2 * target - 1).flatten().tolist(),
+            "dists": dists_model(pred, target).flatten().tolist(),
+        }
+    return values, shipped
 
 
 if __name__ == "__main__":

@@ -204,3 +204,32 @@ def test_an_output_that_cannot_be_a_folder_is_refused_before_data_and_model_are_
         line = cli_error(["evaluate", *missing, "-o", str(out)])
         assert line == f"sar2opt evaluate: error: Expected a writable -o folder, received {out} ({blocker} is a file)"
     assert blocker.read_text() == "name,psnr\n"
+
+
+def test_the_literature_table_labels_published_numbers_as_theirs_beside_ours(tmp_path):
+    from types import SimpleNamespace
+
+    from keras_sar2opt.reports.literature import literature_section
+
+    stats = {"mean": 0.5, "std": 0.1, "min": 0.0, "max": 1.0}
+    summary = {
+        "model": "runs/p/generator.keras",
+        "dataset": {"label": "QXS-SAROPT"},
+        "split": "test",
+        "pairs": 64,
+        "metrics": {"psnr": {**stats, "mean": 13.0}, "ssim": stats, "dists": {**stats, "mean": 0.3}},
+        "fid": 150.0,
+    }
+    without = {**summary, "fid": None, "metrics": {"psnr": stats, "ssim": stats}}
+    evaluations = [SimpleNamespace(name="eval", summary=summary), SimpleNamespace(name="plain", summary=without)]
+    lines = literature_section(evaluations, tmp_path)
+    table = [line for line in lines if line.startswith("| Theirs") or line.startswith("| Ours")]
+    assert table[0].startswith("| Theirs | GeoSET model zoo, QXS-SAROPT table | pix2pix | QXS-SAROPT |")
+    assert table[0].endswith("| 12.33 | 0.203 | 0.373 | 174.60 |")
+    assert "SEN1-2" in table[1] and table[1].endswith("| — | — | — | 185.04 |")
+    assert (
+        len(table) == 3
+        and table[2].startswith("| Ours | eval |")
+        and table[2].endswith("| 13.00 | 0.500 | 0.300 | 150.00 |")
+    )
+    assert pd.read_csv(tmp_path / "literature.csv")["who"].tolist() == ["Theirs", "Theirs", "Ours"]

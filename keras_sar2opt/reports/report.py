@@ -19,6 +19,7 @@ from keras_sar2opt.reports.figures import (
 )
 from keras_sar2opt.reports.findings import findings_section
 from keras_sar2opt.reports.inputs import collect_inputs, parse_figure
+from keras_sar2opt.reports.literature import literature_section
 from keras_sar2opt.reports.tables import (
     inputs_section,
     metrics_section,
@@ -63,6 +64,7 @@ def write_report(runs, evaluations, out, title="SAR-to-optical translation: repr
     lines += figure8_section(runs, out)
     lines += evaluation_figure_section("fig9", evaluations, out)
     lines += metrics_section(evaluations, out)
+    lines += literature_section(evaluations, out)
     lines += findings_section(evaluations, out)
     lines += curves_section(runs, out)
     return files.write_text(out / REPORT_NAME, "\n".join(lines).rstrip() + "\n")
