@@ -134,15 +134,21 @@ def test_identical_images_are_at_distance_zero(weights):
     assert metrics.fid(images, images, weights["fid_inception"]) == pytest.approx(0.0, abs=1e-3)
 
 
-def test_the_cache_is_used_once_its_hash_matches(weights, tmp_path, monkeypatch):
+def test_weights_are_downloaded_once_into_the_cache_and_checked(weights, tmp_path, monkeypatch, capsys):
+    source = weights["dists"]  # served from a file:// URL, as if it were DISTS's published file
+    published = dataclasses.replace(WEIGHTS["dists"], url=source.as_uri(), sha256=sha256_file(source))
+    monkeypatch.setitem(WEIGHTS, "dists", published)
     cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / WEIGHTS["dists"].file).write_bytes(weights["dists"].read_bytes())
-    pinned = dataclasses.replace(WEIGHTS["dists"], sha256=sha256_file(weights["dists"]))  # as if it were DISTS's file
-    monkeypatch.setitem(WEIGHTS, "dists", pinned)
-    monkeypatch.setattr(urllib.request, "urlopen", _offline)
-    state, path = read_weights("dists", weights_dir=cache)
-    assert path == cache / pinned.file and set(state) == {"alpha", "beta"}
+    state, path = read_weights("dists", weights_dir=cache, progress=False)
+    assert path == cache / "dists-weights.pt" and path.read_bytes() == source.read_bytes()
+    assert set(state) == {"alpha", "beta"} and f"from {source.as_uri()} into {cache}" in capsys.readouterr().out
+    with monkeypatch.context() as offline:
+        offline.setattr(urllib.request, "urlopen", _offline)
+        assert read_weights("dists", weights_dir=cache)[1] == path  # later uses open no connection
+    monkeypatch.setitem(WEIGHTS, "dists", dataclasses.replace(published, sha256="0" * 64))
+    with pytest.raises(Sar2OptError, match=f"Expected {source.as_uri()} to have SHA-256 0{{64}}, received .*removed"):
+        read_weights("dists", weights_dir=tmp_path / "other", progress=False)
+    assert list((tmp_path / "other").iterdir()) == []
 
 
 def _offline(*args, **kwargs):

@@ -38,7 +38,8 @@ class WeightsFile:
 
     def check(self, path, digest):
         """A Sar2OptError naming `path` unless `digest` (its SHA-256) is the published one."""
-        if digest != (self.sha256 or digest) or not digest.startswith(self.sha256_prefix or ""):
+        published = digest == self.sha256 if self.sha256 else digest.startswith(self.sha256_prefix)
+        if not published:
             raise Sar2OptError(
                 f"Expected {path} to have SHA-256 {self.expected_hash} ({self.url}), received {digest}; "
                 "delete it to download it again"
@@ -111,7 +112,7 @@ def weights_path(key, given=None, weights_dir=None, progress=True):
         weights.check(path, downloads.sha256_file(path))
         return path
     files.check_writable(folder, "--weights-dir" if weights_dir is not None else "metric weights cache", create=True)
-    print(f"Downloading the {weights.network} weights from {weights.url} into {folder}")
+    print(f"Downloading the {weights.network} weights ({weights.source}) from {weights.url} into {folder}")
     downloads.download(weights.url, path, sha256=weights.sha256, verify=weights.check, progress=progress)
     return path
 
