@@ -1,15 +1,16 @@
 """The CPU benchmark behind `sar2opt benchmark`: the Keras and PyTorch measurements of one run, in order.
 
-In one process it times the Pix2Pix train step through `AdversarialModel.fit`, fed by `make_dataset`
-from a synthetic tree on disk and by a constant in-memory batch; generator inference; the report's
-GAN (Table 5 + Table 3); each in float32 and mixed_bfloat16; the same Pix2Pix step and inference in
-PyTorch (`benchmarks.torch_pix2pix`, float32 and bfloat16 autocast); and a matrix-multiply ceiling.
+First, what users run, each in a fresh process (`benchmarks.paths`). Then, in this process, it times
+the Pix2Pix train step through `AdversarialModel.fit`, fed by `make_dataset` from a synthetic tree on
+disk and by a constant in-memory batch; generator inference; the report's GAN (Table 5 + Table 3);
+each in float32 and mixed_bfloat16; the same Pix2Pix step and inference in PyTorch
+(`benchmarks.torch_pix2pix`, float32 and bfloat16 autocast); and a matrix-multiply ceiling.
 """
 
 import tempfile
 from pathlib import Path
 
-from benchmarks import torch_pix2pix
+from benchmarks import paths, torch_pix2pix
 from benchmarks.flops import forward_macs, matmul_ceiling, torch_matmul_ceiling, train_flops
 from benchmarks.results import (
     CONSTANT,
@@ -175,6 +176,8 @@ def _measurements(run):
                 results.ceilings["PyTorch", dtype] = torch_matmul_ceiling(dtype, size, settings)
 
     tasks.append(("matmul ceiling", ceilings))
+    if "paths" in chosen and backend == "tensorflow":
+        tasks += [(f"fresh processes: {workload}", _paths_task(run, workload)) for workload in paths.WORKLOADS]
 
     def keras_training(workload, config, feed, precision, jit_compile=False):
         def task():
@@ -216,6 +219,14 @@ def _measurements(run):
             if settings.torch and "pix2pix-train" not in chosen:
                 tasks.append((f"PyTorch pix2pix train {precision}", _torch_train_task(run, precision)))
     return tasks
+
+
+def _paths_task(run, workload):
+    def task():
+        data = run.workdir / "paths-data"
+        run.results.paths += paths.measure(workload, run.settings, run.settings.paths, data, torch=run.settings.torch)
+
+    return task
 
 
 def _keras_inference_task(run, precision, backend):

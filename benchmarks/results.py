@@ -46,6 +46,7 @@ class Results:
     methods: list = dataclasses.field(default_factory=list)  # (batch, precision, method, Timing)
     torch_timings: dict = dataclasses.field(default_factory=dict)  # (workload, batch, torch precision) -> Timing
     skipped: list = dataclasses.field(default_factory=list)
+    paths: list = dataclasses.field(default_factory=list)  # benchmarks.paths.PathTiming, fresh processes
     load_start: float = None
     load_end: float = None
     done: int = 0  # measurements finished, out of `total`

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from keras_sar2opt.checks import check_positive_int
-from keras_sar2opt.commands.benchmark import BACKENDS, PRECISIONS, WORKLOADS
+from keras_sar2opt.commands.benchmark import BACKENDS, PATHS, PRECISIONS, WORKLOADS
 from keras_sar2opt.errors import Sar2OptError
-from keras_sar2opt.hardware import BF16_FLAGS, cpu_info
+from keras_sar2opt.hardware import BF16_FLAGS, ONEDNN_VARIABLE, cpu_info, onednn_enabled
 
 # On a shared machine: a timed block during which other processes used less than this many cores
 # counts as quiet; medians are over quiet blocks where there are any.
@@ -30,6 +30,7 @@ class Settings:
     """What one benchmark run measures, and how long it may spend per measurement."""
 
     workloads: tuple = WORKLOADS  # --only names
+    paths: tuple = PATHS[:2]  # --paths: how the fresh processes of the "paths" workload start
     precisions: tuple = PRECISIONS
     torch: bool = True
     train_batch: int = 4
@@ -43,6 +44,7 @@ class Settings:
     repeats: int = 3  # timed blocks; the median block gives the throughput
     budget: float = 60.0  # seconds of timed calls per measurement at most (at least one call)
     quiet_wait: float = 300.0  # seconds to wait, before each measurement, for other processes to go quiet
+    block_seconds: float = 12.0  # "paths": a block makes as many calls as fill this long in the slowest process
     matmul_size: int = 2048
 
     @classmethod
@@ -56,6 +58,7 @@ class Settings:
             repeats=2,
             budget=20.0,
             quiet_wait=60.0,
+            block_seconds=6.0,
             matmul_size=1024,
         )
         settings.update(overrides)
@@ -75,13 +78,13 @@ class Timing:
 
 
 def configure(backend="tensorflow", threads=None):
-    """Set the Keras backend, TensorFlow's oneDNN kernels and the thread pools; returns their settings.
+    """Set the Keras backend and the thread pools; returns them with the kernels TensorFlow enabled.
 
-    Must run before Keras is imported for the backend and before TensorFlow is imported for oneDNN:
-    TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512 VNNI/BF16 or AMX, and
-    its Eigen fallback runs these networks several times slower (TF_ENABLE_ONEDNN_OPTS=0 in the
-    environment keeps it off). TensorFlow gets `threads` intra-op threads and one inter-op thread
-    (ops run one after another, each on all cores); PyTorch gets `threads` threads.
+    Must run before Keras is imported for the backend. TensorFlow's oneDNN kernels are on as for every
+    user of the package (keras_sar2opt/__init__.py; TF_ENABLE_ONEDNN_OPTS=0 in the
+    environment keeps them off); the runtime reports whether TensorFlow enabled them. TensorFlow gets
+    `threads` intra-op threads and one inter-op thread (ops run one after another, each on all cores);
+    PyTorch gets `threads` threads.
     """
     if backend not in BACKENDS:
         raise Sar2OptError(f"Expected --backend to be one of {', '.join(BACKENDS)}, received {backend!r}")
@@ -96,9 +99,7 @@ def configure(backend="tensorflow", threads=None):
                 f"already running Keras on {keras.backend.backend()}"
             )
     os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     import tensorflow as tf
-    from tensorflow.python.util import _pywrap_util_port
 
     with contextlib.suppress(RuntimeError):  # raised once TensorFlow's runtime has started
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -113,7 +114,7 @@ def configure(backend="tensorflow", threads=None):
         "python": platform.python_version(),
         "keras": f"{keras.__version__} ({keras.backend.backend()} backend)",
         "tensorflow": tf.__version__,
-        "oneDNN kernels in TensorFlow": "on" if _pywrap_util_port.IsMklEnabled() else "off",
+        "oneDNN kernels in TensorFlow, enabled at run time": _kernels(),
         "TensorFlow threads": f"intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()}",
     }
@@ -125,6 +126,13 @@ def configure(backend="tensorflow", threads=None):
         runtime["torch"] = torch.__version__
         runtime["PyTorch threads"] = f"{torch.get_num_threads()} (inter-op {torch.get_num_interop_threads()})"
     return runtime
+
+
+def _kernels():
+    """Whether TensorFlow enabled its oneDNN kernels in this process, and why."""
+    value = os.environ.get(ONEDNN_VARIABLE)
+    reason = f"{ONEDNN_VARIABLE}={value}" if value is not None else "TensorFlow's default on this CPU"
+    return f"{'on' if onednn_enabled() else 'off'} ({reason})"
 
 
 def _import_torch():

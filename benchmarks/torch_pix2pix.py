@@ -36,10 +36,11 @@ def images(batch, size, seed=0, device="cpu", channels_last=False):
     return tensor.to(memory_format=torch.channels_last) if channels_last else tensor
 
 
-def train_step(networks, sar, optical, bf16):
+def train_step(networks, sar, optical, bf16, l1_weight=None):
     """A call running one D-then-G step like AdversarialModel's on the batches `sar` and `optical`.
 
-    Losses: BCEWithLogits (D: mean of real and fake) + λ·L1 for G, λ the `pix2pix` experiment's;
+    Losses: BCEWithLogits (D: mean of real and fake) + λ·L1 for G, λ `l1_weight` (None: the `pix2pix`
+    experiment's); D takes cat([sar, optical]) on channels, as both conditional discriminators do;
     `bf16`: bfloat16 autocast on the batches' device. The call returns G's loss as a tensor.
     """
     import torch
@@ -49,6 +50,7 @@ def train_step(networks, sar, optical, bf16):
 
     generator, discriminator, (g_optimizer, d_optimizer) = networks
     bce = nn.BCEWithLogitsLoss()
+    l1_weight = PIX2PIX.l1_weight if l1_weight is None else l1_weight
 
     def autocast():
         return torch.autocast(sar.device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -71,7 +73,7 @@ def train_step(networks, sar, optical, bf16):
         with autocast():
             fake_logits = discriminator(torch.cat([sar, generated], 1))
             g_loss = bce(fake_logits.float(), torch.ones_like(fake_logits, dtype=torch.float32))
-            g_loss = g_loss + PIX2PIX.l1_weight * torch.mean(torch.abs(generated.float() - optical))
+            g_loss = g_loss + l1_weight * torch.mean(torch.abs(generated.float() - optical))
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()

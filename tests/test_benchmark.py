@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks import flops, report, results, timing, torch_pix2pix
+from benchmarks import flops, paths, report, results, timing, torch_pix2pix, torch_report_gan
 from keras_sar2opt import cli
 from keras_sar2opt.models import patchgan_discriminator, unet_generator
 
@@ -223,3 +223,48 @@ def test_an_installed_package_without_the_benchmarks_folder_is_a_one_line_error(
         "sar2opt benchmark: error: Expected a source checkout of keras_sar2opt with its benchmarks/ folder for "
         f"`sar2opt benchmark` (clone the repository; pip install -e .), received an installed package at {package}"
     )
+
+
+@pytest.mark.slow
+def test_paths_time_fit_from_the_pipeline_in_fresh_processes_that_report_their_kernels(tmp_path):
+    settings = timing.Settings(**{**TOY, "repeats": 2, "block_seconds": 0.1})
+    measured = paths.measure("report-gan-fit", settings, ("library", "cli"), tmp_path / "data", torch=False)
+    assert [(t.workload, t.path, t.batch) for t in measured] == [("report-gan-fit", p, 2) for p in ("library", "cli")]
+    for t in measured:
+        # Started without TF_ENABLE_ONEDNN_OPTS, the package set it and TensorFlow enabled oneDNN.
+        assert (t.runtime["TF_ENABLE_ONEDNN_OPTS"], t.runtime["onednn"]) == ("1", True)
+        assert len(t.rates) == 2 and all(rate > 0 for rate in t.rates) and t.ratios == []
+    assert (tmp_path / "data").is_dir()
+
+
+def test_paths_section_and_targets_come_from_the_per_round_rates():
+    runtime = {"onednn": True, "TF_ENABLE_ONEDNN_OPTS": "1", "slow-kernels warning": False, "threads": "all"}
+    fit = {
+        path: paths.PathTiming("pix2pix-fit", path, 4, runtime, rates, [3.0], ratios)
+        for path, rates, ratios in (("library", [1.0, 1.2], [1.25, 1.3]), ("cli", [1.0, 1.0], [1.25, 1.1]))
+    }
+    inference = paths.PathTiming("pix2pix-inference", "library", 4, runtime, [6.0], [3.0], [1.5])
+    measured = results.Results(timing.Settings(), {}, paths=[*fit.values(), inference])
+    values = {target.name: (value, target.met(value)) for target, value in report.path_target_values(measured)}
+    assert values["Pix2Pix fit, library path / CLI path"] == (pytest.approx(1.1), False)  # median of 1.0 and 1.2
+    assert values["Pix2Pix fit() from make_dataset b4, library path / PyTorch"] == (pytest.approx(1.275), True)
+    assert values["Pix2Pix inference b4 predict_on_batch, library path / PyTorch"] == (1.5, False)
+    value, met = values["report GAN fit() b32 (Tables 5 + 3), library path / PyTorch"]
+    assert math.isnan(value) and met is None
+    text = "\n".join(report.paths_section(measured))
+    row = "| Pix2Pix train step, fit() from make_dataset | 4 | library | oneDNN on (TF_ENABLE_ONEDNN_OPTS=1), all |"
+    assert row in text
+
+
+@pytest.mark.torch
+def test_torch_report_gan_has_the_tables_parameters_and_shapes():
+    torch = pytest.importorskip("torch")
+    generator, discriminator, _ = torch_report_gan.build_networks()
+    count = lambda network: sum(p.numel() for p in network.parameters())  # noqa: E731
+    trainable = lambda model: sum(math.prod(w.shape) for w in model.trainable_weights)  # noqa: E731
+    assert count(generator) == trainable(unet_generator()) == 6_173_699
+    assert count(discriminator) == trainable(patchgan_discriminator()) == 696_673
+    sar = torch.zeros(2, 3, 128, 128)
+    generated = generator(sar)
+    assert generated.shape == (2, 3, 128, 128)
+    assert discriminator(torch.cat([sar, generated], 1)).shape == (2, 1, 16, 16)  # Table 3's 16x16 patches

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_sar2opt import hardware
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.models import (
     INPUT_SIZES,
@@ -146,14 +147,14 @@ def test_pix2pix_layer_names_follow_the_checkpoint(models):
         | {f"dec{k}_{part}" for k in range(1, 9) for part in ("conv", "bn", "relu")}
         | {f"dec{k}_dropout" for k in range(1, 4)}
         | {f"dec{k}_concat" for k in range(1, 8)}
-        | {"sar", "head_conv", "head_tanh"}
+        | {"sar", "head_conv", "head_tanh", "enc1_lrelu_slope"}  # max(x, 0.2·x) after the biased enc1_conv
     )
     assert generator == expected
     blocks = dict.fromkeys(layer.name.split("_")[0] for layer in models("pix2pix_generator").layers[1:])
     assert tuple(blocks) == GENERATOR_BLOCKS  # what LoRA targets are checked against before a load
     discriminator = {layer.name for layer in models("pix2pix_discriminator").layers}
     assert discriminator == (
-        {"sar", "optical", "concat", "disc3_pad", "disc4_pad", "disc4_conv"}
+        {"sar", "optical", "concat", "disc3_pad", "disc4_pad", "disc4_conv", "disc0_lrelu_slope"}
         | {f"disc{i}_{part}" for i in range(4) for part in ("conv", "lrelu")}
         | {f"disc{i}_bn" for i in range(1, 4)}
     )
@@ -289,3 +290,74 @@ def round_trip(model, path):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_keras_round_trip(models, name, tmp_path):
     round_trip(models(name), tmp_path / f"{name}.keras")
+
+
+def _import_in_a_fresh_process(code, **environment):
+    """stdout of `code` run by a fresh Python importing from this checkout, TF_ENABLE_ONEDNN_OPTS unset unless given."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {key: value for key, value in os.environ.items() if key != hardware.ONEDNN_VARIABLE}
+    env.update(environment, PYTHONPATH=os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return result.stdout.split()
+
+
+@pytest.mark.slow
+def test_importing_the_package_before_tensorflow_turns_onednn_on_and_keeps_a_users_value():
+    code = "import os, keras_sar2opt, tensorflow; from keras_sar2opt import hardware; "
+    code += "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), hardware.onednn_enabled())"
+    assert _import_in_a_fresh_process(code) == ["1", "True"]
+    # A user's 0 wins, and onednn_enabled() reports what TensorFlow enabled, not what it was built with.
+    assert _import_in_a_fresh_process(code, TF_ENABLE_ONEDNN_OPTS="0") == ["0", "False"]
+
+
+def test_importing_the_package_after_tensorflow_leaves_the_environment_alone(monkeypatch):
+    import importlib
+    import os
+    import sys
+
+    import keras_sar2opt
+
+    assert "tensorflow" in sys.modules
+    monkeypatch.delenv(hardware.ONEDNN_VARIABLE, raising=False)
+    importlib.reload(keras_sar2opt)
+    assert hardware.ONEDNN_VARIABLE not in os.environ
+
+
+@pytest.fixture
+def tensorflow_first_without_onednn(monkeypatch):
+    """This process seen as one where TensorFlow was imported first and left oneDNN off on an AVX2 CPU."""
+    monkeypatch.delenv(hardware.ONEDNN_VARIABLE, raising=False)
+    monkeypatch.setattr(hardware, "onednn_enabled", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_info", lambda: ("x86 CPU", {"avx2", "fma"}))
+    hardware.warn_if_slow_kernels.cache_clear()
+    yield
+    hardware.warn_if_slow_kernels.cache_clear()
+
+
+def test_the_first_network_built_warns_once_in_one_line_where_tensorflow_runs_its_slow_kernels(
+    tensorflow_first_without_onednn, caplog
+):
+    with caplog.at_level("WARNING", logger=hardware.__name__):
+        scratch_discriminator(32)
+        unet_generator(16)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message and "set TF_ENABLE_ONEDNN_OPTS=1 before importing TensorFlow" in message
+
+
+@pytest.mark.parametrize("setting", [{"TF_ENABLE_ONEDNN_OPTS": "0"}, {"enabled": True}, {"flags": {"neon"}}], ids=str)
+def test_no_warning_where_the_user_chose_or_onednn_is_on_or_the_cpu_is_not_x86(
+    tensorflow_first_without_onednn, monkeypatch, setting
+):
+    if "TF_ENABLE_ONEDNN_OPTS" in setting:
+        monkeypatch.setenv(hardware.ONEDNN_VARIABLE, setting["TF_ENABLE_ONEDNN_OPTS"])
+    if "enabled" in setting:
+        monkeypatch.setattr(hardware, "onednn_enabled", lambda: True)
+    if "flags" in setting:
+        monkeypatch.setattr(hardware, "cpu_info", lambda: ("arm CPU", setting["flags"]))
+    assert hardware.slow_kernels_message() is None

@@ -163,3 +163,29 @@ def test_compile_rejects_one_optimizer_for_both_networks():
     optimizer = keras.optimizers.Adam()
     with pytest.raises(Sar2OptError, match="two distinct optimizer"):
         model.compile(optimizer, optimizer)
+
+
+def _five_steps(monkeypatch, leaky_relu):
+    """Losses of the report's GAN (Tables 5 + 3 at 16 px) after 5 fit() steps from seed 0, built with `leaky_relu`."""
+    from keras_sar2opt.experiments import PATCHGAN
+    from keras_sar2opt.models import blocks, patchgan, unet
+    from keras_sar2opt.training.run import build_adversarial_model
+
+    for module in (blocks, patchgan, unet):
+        monkeypatch.setattr(module, "leaky_relu", leaky_relu)
+    keras.utils.set_random_seed(0)
+    model = build_adversarial_model(PATCHGAN.with_overrides(image_size=SIZE, batch_size=4))
+    history = model.fit(dataset(20, batch_size=4), epochs=1, verbose=0).history
+    return {name: values[-1] for name, values in history.items() if name in ("d_loss", "g_loss", "g_adv", "g_l1")}
+
+
+def test_networks_train_as_with_keras_leaky_relu_layers(monkeypatch):
+    """max(x, 0.2·x) after biased convolutions (models.blocks.leaky_relu) keeps the losses of LeakyReLU layers
+    within float32 round-off after 5 steps, and saves as plain Keras layers."""
+    from keras_sar2opt.models import blocks
+
+    ours = _five_steps(monkeypatch, blocks.leaky_relu)
+    keras_layers = _five_steps(monkeypatch, lambda name, after_bias=False: keras.layers.LeakyReLU(0.2, name=name))
+    assert ours == pytest.approx(keras_layers, rel=1e-4)
+    x = np.linspace(-3, 3, 61, dtype="float32").reshape(1, 61)
+    np.testing.assert_array_equal(blocks.leaky_relu("a", after_bias=True)(x), keras.layers.LeakyReLU(0.2)(x))

@@ -16,14 +16,22 @@ from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.runs import PRECISIONS
 
 BACKENDS = ("tensorflow", "jax")
-WORKLOADS = ("pix2pix-train", "pix2pix-train-xla", "pix2pix-inference", "report-gan-train")  # --only names
+# --only names: "paths" is the fresh-process measurement of what users run (benchmarks.paths)
+WORKLOADS = ("paths", "pix2pix-train", "pix2pix-train-xla", "pix2pix-inference", "report-gan-train")
+# How the fresh processes of "paths" start (--paths): a script or notebook importing the package, the
+# `sar2opt` command, TensorFlow imported before the package, this benchmark's own process setup.
+PATHS = ("library", "cli", "tensorflow-first", "benchmark-process")
 
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "benchmark",
         help="time training and inference against the PyTorch SAR2Optical networks",
-        description="Time, in one run: the Pix2Pix train step through AdversarialModel.fit fed from disk "
+        description="Time, in one run: what users run, each in a fresh process started as a script "
+        "(--paths library), the sar2opt command (cli) or otherwise, with the TensorFlow kernels enabled in "
+        "it: Pix2Pix fit() from make_dataset, generator inference through predict_on_batch and the "
+        "report's GAN against PyTorch, in whole alternating blocks; then, in this process, "
+        "the Pix2Pix train step through AdversarialModel.fit fed from disk "
         "by make_dataset and by a constant batch, generator inference at batch 1, 4 and 32, the report's "
         "GAN (Tables 5 + 3) at batch 32, in float32 and mixed_bfloat16; the same Pix2Pix step and "
         "inference in PyTorch (float32 and bf16 autocast); and a matrix-multiply ceiling. Prints a table "
@@ -44,6 +52,13 @@ def register(subparsers):
         choices=WORKLOADS,
         metavar="WORKLOAD",
         help=f"measure only these: {', '.join(WORKLOADS)} (the matmul ceiling always)",
+    )
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        metavar="PATH",
+        help=f"how the fresh processes of `paths` start: {', '.join(PATHS)} (default: {' '.join(PATHS[:2])})",
     )
     parser.add_argument(
         "--precision",
@@ -81,7 +96,7 @@ def command_line(args):
     for option, value in options:
         if value is not None:
             parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
-    for option, values in (("--only", args.only), ("--precision", args.precision)):
+    for option, values in (("--only", args.only), ("--paths", args.paths), ("--precision", args.precision)):
         if values:
             parts += [option, *values]
     if not args.torch:
@@ -107,6 +122,8 @@ def settings_from_args(args, settings_class):
         overrides["quiet_wait"] = args.quiet_wait
     if args.only:
         overrides["workloads"] = tuple(dict.fromkeys(args.only))
+    if args.paths:
+        overrides["paths"] = tuple(dict.fromkeys(args.paths))
     if args.precision:
         overrides["precisions"] = tuple(dict.fromkeys(args.precision))
     overrides["torch"] = args.torch

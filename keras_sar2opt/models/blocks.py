@@ -1,19 +1,50 @@
 """Named layer factories and argument checks shared by the report's networks (§1–§3)."""
 
+import functools
 import numbers
 
 import keras
 
+from keras_sar2opt import hardware
 from keras_sar2opt.checks import check_positive_int
 from keras_sar2opt.errors import Sar2OptError
+
+
+def network_builder(build):
+    """Mark a network builder: the first network built warns once, in one line, where TensorFlow
+    runs its slow Eigen kernels because it was imported before keras_sar2opt (hardware)."""
+
+    @functools.wraps(build)
+    def builder(*args, **kwargs):
+        if keras.backend.backend() == "tensorflow":
+            hardware.warn_if_slow_kernels()
+        return build(*args, **kwargs)
+
+    return builder
+
 
 # LeakyReLU(0.2) throughout the report and SAR2Optical; Keras 3 defaults to 0.3.
 LEAKY_SLOPE = 0.2
 
 
-def leaky_relu(name):
-    """LeakyReLU with the report's slope 0.2."""
-    return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name)
+def leaky_relu(name, after_bias=False):
+    """LeakyReLU with the report's slope 0.2: a function of a tensor.
+
+    `after_bias=True` (directly after a convolution with a bias) computes max(x, 0.2·x) in two plain
+    Keras layers, `{name}_slope` (Rescaling) and `{name}` (Maximum): the same values, and the same
+    gradient but at exactly 0. There TensorFlow's graph optimiser, with oneDNN, fuses Conv2D + BiasAdd
+    + LeakyRelu although LeakyRelu's gradient still reads the pre-activation, fails, and leaves the
+    whole train step without its fusions ("remapper failed ... LeakyReluGrad ... BiasAdd"). Saved
+    models keep plain Keras layers, loadable without this package.
+    """
+    if not after_bias:
+        return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=name)
+
+    def apply(x):
+        slope = keras.layers.Rescaling(LEAKY_SLOPE, name=f"{name}_slope")(x)
+        return keras.layers.Maximum(name=name)([x, slope])
+
+    return apply
 
 
 def torch_batch_norm(name):

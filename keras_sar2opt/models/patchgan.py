@@ -6,6 +6,7 @@ from keras_sar2opt.models.blocks import (
     check_channels,
     check_image_size,
     leaky_relu,
+    network_builder,
     sar_optical_inputs,
 )
 
@@ -23,6 +24,7 @@ DROPOUT_AFTER = 3  # Table 3 places its Dropout after the third block
 DROPOUT_RATE = 0.4
 
 
+@network_builder
 def patchgan_discriminator(image_size=128, sar_channels=3, optical_channels=3, dropout_rate=DROPOUT_RATE):
     """Table 3: PatchGAN over cat([sar, optical]) giving one logit per patch (697,569 params).
 
@@ -40,7 +42,7 @@ def patchgan_discriminator(image_size=128, sar_channels=3, optical_channels=3, d
         x = keras.layers.Conv2D(filters, 4, strides=strides, padding="same", name=f"conv{k}")(x)
         if norm:
             x = keras.layers.BatchNormalization(name=f"bn{k}")(x)
-        x = leaky_relu(f"lrelu{k}")(x)
+        x = leaky_relu(f"lrelu{k}", after_bias=not norm)(x)
         if k == DROPOUT_AFTER:
             x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
     logits = keras.layers.Conv2D(1, 4, padding="same", name=f"conv{len(BLOCKS) + 1}")(x)

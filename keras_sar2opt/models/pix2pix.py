@@ -7,6 +7,7 @@ from keras_sar2opt.models.blocks import (
     check_choice,
     check_image_size,
     leaky_relu,
+    network_builder,
     sar_optical_inputs,
     torch_batch_norm,
     torch_conv4x4,
@@ -50,6 +51,7 @@ def _decoder_up(x, filters, decoder, upsample_mode, name):
     return keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
 
 
+@network_builder
 def pix2pix_generator(image_size=256, in_channels=3, out_channels=3, decoder="transpose", upsample_mode="nearest"):
     """SAR2Optical's U-Net generator: 54,541,827 trainable (54,552,835 with BN statistics).
 
@@ -70,7 +72,7 @@ def pix2pix_generator(image_size=256, in_channels=3, out_channels=3, decoder="tr
         x = torch_conv4x4(x, filters, strides=2, use_bias=k == 1, name=f"enc{k}")
         if k > 1:
             x = torch_batch_norm(f"enc{k}_bn")(x)
-        x = leaky_relu(f"enc{k}_lrelu")(x)
+        x = leaky_relu(f"enc{k}_lrelu", after_bias=k == 1)(x)
         skips.append(x)
     for k, filters in enumerate(DECODER_FILTERS, start=1):
         x = _decoder_up(x, filters, decoder, upsample_mode, f"dec{k}")
@@ -86,6 +88,7 @@ def pix2pix_generator(image_size=256, in_channels=3, out_channels=3, decoder="tr
     return keras.Model(sar, outputs, name=model)
 
 
+@network_builder
 def pix2pix_discriminator(image_size=256, sar_channels=3, optical_channels=3):
     """SAR2Optical's 70x70 PatchGAN on cat([sar, optical]): 2,768,705 trainable parameters.
 
@@ -100,6 +103,6 @@ def pix2pix_discriminator(image_size=256, sar_channels=3, optical_channels=3):
         x = torch_conv4x4(x, filters, strides=strides, use_bias=i == 0, name=f"disc{i}")
         if i > 0:
             x = torch_batch_norm(f"disc{i}_bn")(x)
-        x = leaky_relu(f"disc{i}_lrelu")(x)
+        x = leaky_relu(f"disc{i}_lrelu", after_bias=i == 0)(x)
     logits = torch_conv4x4(x, 1, strides=1, use_bias=True, name=f"disc{len(DISCRIMINATOR_BLOCKS)}")
     return keras.Model([sar, optical], logits, name=model)

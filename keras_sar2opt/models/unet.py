@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_sar2opt.models.blocks import check_channels, check_image_size, leaky_relu
+from keras_sar2opt.models.blocks import check_channels, check_image_size, leaky_relu, network_builder
 
 # enc1..enc4: Conv2D 4x4 stride 2 "same" (+ BN from enc2) + LeakyReLU(0.2); for 128x128 input:
 ENCODER_FILTERS = (
@@ -21,6 +21,7 @@ DECODER_FILTERS = (
 INPUT_SIZE = {"multiple": 16, "minimum": 16}  # four stride-2 encoders
 
 
+@network_builder
 def unet_generator(image_size=128, in_channels=3, out_channels=3):
     """Table 5: SAR -> optical U-Net with skip connections and a tanh output (6,176,387 params).
 
@@ -38,7 +39,7 @@ def unet_generator(image_size=128, in_channels=3, out_channels=3):
         x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"enc{k}")(x)
         if k > 1:
             x = keras.layers.BatchNormalization(name=f"enc{k}_bn")(x)
-        x = leaky_relu(f"enc{k}_lrelu")(x)
+        x = leaky_relu(f"enc{k}_lrelu", after_bias=k == 1)(x)
         skips.append(x)
     for k, filters in enumerate(DECODER_FILTERS, start=1):
         x = keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", name=f"dec{k}")(x)
