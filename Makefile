@@ -14,7 +14,7 @@ REFERENCE_PACKAGES = torch==2.14.1 torchvision==0.29.1 pytorch-fid==0.3.0 torch-
 export SAR2OPT_REFERENCE_PYTHON ?= $(abspath $(REFERENCE_ENV))/bin/python
 
 install:
-	$(PIP) install -q -e ".[test,jax]"
+	$(PIP) install -q -e ".[test,jax,export,app]"
 
 # Style (ruff) and the layers contract of setup.cfg (import-linter), before the tests.
 lint:

@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 from keras_sar2opt.commands import (
+    app,
     benchmark,
     convert,
     evaluate,
+    export,
     make_synthetic,
     presets,
     report,
@@ -28,6 +30,8 @@ COMMANDS = (
     evaluate,
     convert,
     translate,
+    export,
+    app,
     presets,
     report,
     reproduce,

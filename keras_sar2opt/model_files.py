@@ -11,10 +11,12 @@ CHECKPOINT_EXTENSIONS = (".pth", ".pt", ".ckpt", ".safetensors")
 MAX_REASON_CHARS = 300
 
 
-def load_generator(path, *, upsample_mode="nearest", weights_dir=None):
+def load_generator(path, *, upsample_mode="nearest", weights_dir=None, weights_key=None):
     """A generator from a `.keras` file (a generator, or a run's checkpoint holding one) or a run
-    folder (its generator.keras), converted on the fly from a SAR2Optical `.pth`/`.safetensors`, or a
-    `preset:NAME` (downloaded into `weights_dir` on first use, keras_sar2opt.presets)."""
+    folder (its generator.keras), converted on the fly from a SAR2Optical `.pth`/`.safetensors`
+    (its weights under `weights_key` when given, e.g. "ema"), or a `preset:NAME` (downloaded into
+    `weights_dir` on first use, keras_sar2opt.presets)."""
+    check_weights_key(path, weights_key)
     if presets.preset_name(path) is not None:
         return presets.load(presets.check(path, "generator").name, weights_dir=weights_dir)
     path = Path(path)
@@ -38,13 +40,23 @@ def load_generator(path, *, upsample_mode="nearest", weights_dir=None):
     if suffix in CHECKPOINT_EXTENSIONS:
         from keras_sar2opt.convert.pix2pix import load_pix2pix_generator
 
-        return load_pix2pix_generator(path, upsample_mode=upsample_mode)
+        return load_pix2pix_generator(path, upsample_mode=upsample_mode, key=weights_key)
+    if suffix == ".onnx":
+        raise Sar2OptError(
+            f"Expected a Keras model here, received {path}; exported ONNX models run in `translate` and `app`"
+        )
     if suffix != ".keras":
         raise Sar2OptError(f"Expected a model file ending in .keras, .pth or .safetensors, received {path}")
     from keras_sar2opt.training.adversarial import AdversarialModel
 
     model = load_keras_model(path)
     return model.generator if isinstance(model, AdversarialModel) else model
+
+
+def check_weights_key(path, weights_key):
+    """Raise Sar2OptError when --weights-key is given for a model other than a .pth/.safetensors checkpoint."""
+    if weights_key is not None and Path(path).suffix.lower() not in CHECKPOINT_EXTENSIONS:
+        raise Sar2OptError(f"Expected --weights-key with a .pth/.safetensors checkpoint, received {path}")
 
 
 def load_keras_model(path, option=None):

@@ -87,3 +87,40 @@ def pretrained_pix2pix(tmp_path_factory):
         settings=PIX2PIX_PRETRAINING,
         printed=printed.getvalue(),
     )
+
+
+@pytest.fixture(scope="session")
+def torch_pix2pix():
+    """`build(network="generator", seed=0, **options)`: a SAR2Optical PyTorch network of
+    keras_sar2opt.convert.torch_reference with seeded random weights, non-trivial BatchNorm affine
+    parameters and running statistics, in eval mode (dropout off, running statistics used)."""
+    torch = pytest.importorskip("torch")
+    from keras_sar2opt.convert import torch_reference
+
+    def build(network="generator", seed=0, **options):
+        torch.manual_seed(seed)
+        module = getattr(torch_reference, f"pix2pix_{network}")(**options)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for layer in module.modules():
+                if isinstance(layer, torch.nn.BatchNorm2d):
+                    layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
+                    layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 0.4 - 0.2)
+                    layer.running_mean.copy_(torch.rand(layer.running_mean.shape, generator=generator) - 0.5)
+                    layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) * 1.5 + 0.5)
+                    layer.num_batches_tracked.fill_(180)
+        return module.eval()
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def sar2optical_generator(tmp_path_factory, torch_pix2pix):
+    """A random transposed-decoder SAR2Optical generator saved as the published checkpoints are (a bare
+    state_dict): (path, PyTorch module). Read-only."""
+    import torch
+
+    module = torch_pix2pix("generator", seed=1)
+    path = tmp_path_factory.mktemp("sar2optical") / "pix2pix_gen_180.pth"
+    torch.save(module.state_dict(), path)
+    return path, module

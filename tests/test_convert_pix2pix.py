@@ -18,21 +18,6 @@ from keras_sar2opt.errors import Sar2OptError
 TOLERANCE = 1e-4
 
 
-def _randomise(module, seed):
-    """Random weights and non-trivial BatchNorm statistics, then eval mode (dropout off, running stats)."""
-    torch = pytest.importorskip("torch")
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
-                layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 0.4 - 0.2)
-                layer.running_mean.copy_(torch.rand(layer.running_mean.shape, generator=generator) - 0.5)
-                layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) * 1.5 + 0.5)
-                layer.num_batches_tracked.fill_(180)
-    return module.eval()
-
-
 def _torch_output(module, *inputs_nhwc):
     torch = pytest.importorskip("torch")
     x = torch.cat([torch.from_numpy(x.transpose(0, 3, 1, 2)) for x in inputs_nhwc], dim=1)
@@ -49,19 +34,9 @@ def _inputs(seed, size, count=1, batch=1):
     return [rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32) for _ in range(count)]
 
 
-@pytest.fixture(scope="module")
-def generator_checkpoint(tmp_path_factory):
-    """A transposed-decoder generator saved like the published checkpoints, and its PyTorch module."""
-    torch = pytest.importorskip("torch")
-    module = _randomise(torch_reference.pix2pix_generator(), seed=1)
-    path = tmp_path_factory.mktemp("ckpt") / "pix2pix_gen_180.pth"
-    torch.save(module.state_dict(), path)
-    return path, module
-
-
 @pytest.mark.torch
-def test_generator_parity_transpose_decoder(generator_checkpoint):
-    path, module = generator_checkpoint
+def test_generator_parity_transpose_decoder(sar2optical_generator):
+    path, module = sar2optical_generator
     (x,) = _inputs(0, 256)
     expected = _torch_output(module, x)
     assert expected.std() > 0.02  # a saturated or constant output would prove nothing
@@ -72,9 +47,9 @@ def test_generator_parity_transpose_decoder(generator_checkpoint):
 
 @pytest.mark.torch
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-def test_generator_parity_upsample_decoder(tmp_path, mode):
+def test_generator_parity_upsample_decoder(tmp_path, mode, torch_pix2pix):
     torch = pytest.importorskip("torch")
-    module = _randomise(torch_reference.pix2pix_generator(decoder="upsample", upsample_mode=mode), seed=2)
+    module = torch_pix2pix("generator", seed=2, decoder="upsample", upsample_mode=mode)
     path = tmp_path / "gen_upsample.pth"
     torch.save(module.state_dict(), path)
     (x,) = _inputs(1, 256)
@@ -87,9 +62,9 @@ def test_generator_parity_upsample_decoder(tmp_path, mode):
 
 
 @pytest.mark.torch
-def test_discriminator_parity(tmp_path):
+def test_discriminator_parity(tmp_path, torch_pix2pix):
     torch = pytest.importorskip("torch")
-    module = _randomise(torch_reference.pix2pix_discriminator(), seed=3)
+    module = torch_pix2pix("discriminator", seed=3)
     path = tmp_path / "pix2pix_disc_180.pth"
     torch.save(module.state_dict(), path)
     sar, optical = _inputs(2, 256, count=2, batch=2)
@@ -147,12 +122,12 @@ def test_generator_variant_and_channels_come_from_the_keys():
 
 
 @pytest.mark.torch
-def test_convert_command_writes_working_keras_files(generator_checkpoint, tmp_path, capsys):
+def test_convert_command_writes_working_keras_files(sar2optical_generator, torch_pix2pix, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     import keras
 
-    gen_path, gen_module = generator_checkpoint
-    disc_module = _randomise(torch_reference.pix2pix_discriminator(), seed=4)
+    gen_path, gen_module = sar2optical_generator
+    disc_module = torch_pix2pix("discriminator", seed=4)
     disc_path = tmp_path / "disc.pth"
     torch.save({"epoch": 180, "model_state_dict": disc_module.state_dict()}, disc_path)
     out = tmp_path / "converted" / "sar2optical.keras"
@@ -233,3 +208,30 @@ def test_data_parallel_prefix_is_accepted():
     np.testing.assert_array_equal(
         model.get_layer("disc1_bn").moving_variance.numpy(), state["model.model.1.conv_block.1.running_var"]
     )
+
+
+@pytest.mark.torch
+def test_training_checkpoint_of_a_compiled_generator_with_its_moving_average(
+    sar2optical_generator, torch_pix2pix, tmp_path, capsys
+):
+    torch = pytest.importorskip("torch")
+    import keras
+
+    _, module = sar2optical_generator
+    average = torch.optim.swa_utils.AveragedModel(torch_pix2pix("generator", seed=5))  # module.* keys, n_averaged
+    compiled = torch.compile(module)  # its state_dict keys start with _orig_mod.
+    assert next(iter(compiled.state_dict())).startswith("_orig_mod.")
+    path = tmp_path / "epoch_180.pth"
+    optimizer = torch.optim.Adam(module.head.parameters())
+    checkpoint = {"epoch": 180, "model_state_dict": compiled.state_dict(), "loss": np.float64(0.25)}
+    torch.save({**checkpoint, "optimizer_state_dict": optimizer.state_dict(), "model_ema": average.state_dict()}, path)
+    (x,) = _inputs(3, 256)
+    got = np.asarray(load_pix2pix_generator(path)(x, training=False))
+    assert np.abs(got - _torch_output(module, x)).max() <= TOLERANCE
+
+    out = tmp_path / "ema.keras"
+    assert main(["convert", str(path), "--weights-key", "model_ema", "-o", str(out)]) == 0
+    assert "79 tensors loaded" in capsys.readouterr().out
+    got = np.asarray(keras.saving.load_model(out, compile=False)(x, training=False))
+    expected = _torch_output(average.module, x)
+    assert np.abs(got - expected).max() <= TOLERANCE and np.abs(expected - _torch_output(module, x)).max() > 0.01

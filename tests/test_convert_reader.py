@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from keras_sar2opt.convert.pth_reader import STATE_DICT_KEYS, read_checkpoint, read_state_dict
+from keras_sar2opt.convert.pth_reader import EMA_KEYS, STATE_DICT_KEYS, read_checkpoint, read_state_dict
 from keras_sar2opt.errors import Sar2OptError
 
 
@@ -118,7 +118,7 @@ def test_accepts_wrapped_state_dict_and_rejects_ambiguity(tmp_path):
 
     both = tmp_path / "both.pth"
     torch.save({"gen": module.state_dict(), "disc": module.state_dict()}, both)
-    with pytest.raises(Sar2OptError, match=r"several.*'gen', 'disc'.*choose one with `sar2opt convert --key KEY`"):
+    with pytest.raises(Sar2OptError, match=r"several.*'gen', 'disc'.*choose one with --weights-key KEY"):
         read_state_dict(both)
     assert sorted(read_state_dict(both, key="disc")) == ["bias", "weight"]
     with pytest.raises(Sar2OptError, match="under key 'nope'"):
@@ -127,6 +127,82 @@ def test_accepts_wrapped_state_dict_and_rejects_ambiguity(tmp_path):
     torch.save({"epoch": 1, "weights": [1, 2]}, tmp_path / "none.pth")
     with pytest.raises(Sar2OptError, match=r"Expected a state_dict.*keys \['epoch', 'weights'\]"):
         read_state_dict(tmp_path / "none.pth")
+
+
+def _training_checkpoint(torch, module):
+    """What a training script saves: epoch, weights, optimizer state after a step, NumPy numbers."""
+    optimizer = torch.optim.Adam(module.parameters())
+    module(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    return {
+        "epoch": 180,
+        "model_state_dict": module.state_dict(),
+        "optimizer_state_dict": optimizer.state_dict(),
+        "loss": np.float64(0.3125),
+        "best_psnr": np.float32(21.5),
+        "step": np.int64(9000),
+        "dtype": np.dtype(">f4"),
+    }
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_reads_training_checkpoints_with_numpy_scalars(tmp_path, zip_format):
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Linear(2, 3)
+    path = tmp_path / "epoch_180.pth"
+    torch.save(_training_checkpoint(torch, module), path, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(Exception, match="weights_only"):  # what torch.load makes of such a file by default
+        torch.load(path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint["epoch"] == 180 and checkpoint["step"] == 9000 and checkpoint["step"].dtype == np.int64
+    assert checkpoint["loss"] == 0.3125 and checkpoint["loss"].dtype == np.float64
+    assert checkpoint["best_psnr"] == np.float32(21.5) and checkpoint["dtype"] == np.dtype(">f4")
+    assert checkpoint["optimizer_state_dict"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    state = read_state_dict(path)
+    assert sorted(state) == ["bias", "weight"]
+    np.testing.assert_array_equal(state["weight"], module.weight.detach().numpy())
+
+
+@pytest.mark.torch
+def test_moving_averages_are_chosen_by_key(tmp_path, caplog):
+    torch = pytest.importorskip("torch")
+    module, average = torch.nn.Linear(2, 3), torch.nn.Linear(2, 3)
+    path = tmp_path / "ema.pth"
+    for key in ("ema", "model_ema"):
+        torch.save({**_training_checkpoint(torch, module), key: average.state_dict()}, path)
+        with caplog.at_level("WARNING"):
+            state = read_state_dict(path)
+        np.testing.assert_array_equal(state["weight"], module.weight.detach().numpy())
+        assert f"moving averages under {key!r}" in caplog.text and f"--weights-key {key}" in caplog.text
+        caplog.clear()
+        np.testing.assert_array_equal(read_state_dict(path, key=key)["bias"], average.bias.detach().numpy())
+    assert "model_ema" in EMA_KEYS and not set(EMA_KEYS) & set(STATE_DICT_KEYS)
+    with pytest.raises(Sar2OptError, match=r"under key 'swa' \(--weights-key\) in .*ema.pth, received \['best_psnr'"):
+        read_state_dict(path, key="swa")
+
+
+@pytest.mark.torch
+def test_a_training_checkpoint_carrying_code_is_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pth"
+    checkpoint = _training_checkpoint(torch, torch.nn.Linear(2, 3))
+    torch.save({**checkpoint, "scheduler": _Exploit(marker)}, path)
+    with pytest.raises(Sar2OptError) as error:
+        read_state_dict(path)
+    message = str(error.value)
+    assert message.startswith(f"Refusing to load {path}: it asks for the global posix.system") and "\n" not in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", [np.dtype(object), np.array([1.0]), np.dtype("U4")], ids=["object", "array", "str"])
+def test_numpy_values_other_than_numbers_are_refused(tmp_path, value):
+    path = tmp_path / "odd.pth"
+    path.write_bytes(pickle.dumps({"epoch": 1, "value": value}, protocol=2))
+    with pytest.raises(Sar2OptError, match="odd.pth") as error:
+        read_checkpoint(path)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("in_zip", [False, True], ids=["pickle", "zip"])

@@ -69,31 +69,16 @@ def server():
     httpd.server_close()
 
 
-def _randomise(module, seed):
-    """Random BatchNorm statistics and affine parameters, then eval mode."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) + 0.5)
-                layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 0.4 - 0.2)
-                layer.running_mean.copy_(torch.rand(layer.running_mean.shape, generator=generator) - 0.5)
-                layer.running_var.copy_(torch.rand(layer.running_var.shape, generator=generator) * 1.5 + 0.5)
-    return module.eval()
-
-
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, torch_pix2pix):
     """The served folder: a random SAR2Optical generator and discriminator saved as the hub's files,
     with the generator's PyTorch module for parity."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
+    import torch
+
     root = tmp_path_factory.mktemp("hub")
-    module = _randomise(torch_reference.pix2pix_generator(), seed=1)
+    module = torch_pix2pix("generator", seed=1)
     torch.save(module.state_dict(), root / GENERATOR_FILE)
-    torch.save(_randomise(torch_reference.pix2pix_discriminator(), seed=2).state_dict(), root / DISCRIMINATOR_FILE)
+    torch.save(torch_pix2pix("discriminator", seed=2).state_dict(), root / DISCRIMINATOR_FILE)
     return root, module
 
 

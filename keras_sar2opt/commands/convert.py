@@ -26,7 +26,12 @@ def register(subparsers):
         choices=("nearest", "bilinear"),
         help="interpolation of an upsampling-decoder generator (not stored in checkpoints; default nearest)",
     )
-    parser.add_argument("--key", help="key of the generator state_dict inside a wrapped checkpoint")
+    parser.add_argument(
+        "--weights-key",
+        "--key",
+        dest="key",
+        help="key of the generator state_dict inside a wrapped checkpoint (e.g. ema for its moving average)",
+    )
     parser.add_argument("--disc-key", help="key of the discriminator state_dict inside a wrapped checkpoint")
     parser.add_argument(
         "--no-strict",

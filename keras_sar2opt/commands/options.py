@@ -1,9 +1,12 @@
 """Command-line options of the commands that read images: preprocessing (report §3.5), SAR and optical scaling,
-and the folder of preset weights."""
+and how a command's model is read (preset weights, checkpoint entries, ONNX exports, the run it came from)."""
 
 import argparse
+from pathlib import Path
 
 from keras_sar2opt.data.scaling import OpticalScaling, SarScaling
+from keras_sar2opt.presets import preset_name
+from keras_sar2opt.runs import RunFolder
 
 
 class _AppendStep(argparse.Action):
@@ -112,3 +115,52 @@ def add_weights_dir_option(parser):
         help="folder of downloaded presets (default $KERAS_HOME/keras_sar2opt/presets, KERAS_HOME defaulting to "
         "~/.keras)",
     )
+
+
+def add_model_loading_options(parser):
+    """--weights-dir, --weights-key and --upsample-mode: how a command's --model/MODEL is read."""
+    add_weights_dir_option(parser)
+    parser.add_argument(
+        "--weights-key",
+        metavar="KEY",
+        help="entry of a training checkpoint (.pth) holding the weights, e.g. ema or model_ema for the moving "
+        "average (default: the model's state_dict, e.g. model_state_dict)",
+    )
+    parser.add_argument(
+        "--upsample-mode",
+        default="nearest",
+        choices=("nearest", "bilinear"),
+        help="interpolation when converting an upsampling-decoder .pth on the fly (default nearest)",
+    )
+
+
+def load_model(args, model):
+    """The Keras generator `model` names, read with the options of `add_model_loading_options`."""
+    from keras_sar2opt.model_files import load_generator
+
+    return load_generator(
+        model, upsample_mode=args.upsample_mode, weights_dir=args.weights_dir, weights_key=args.weights_key
+    )
+
+
+def onnx_model(args):
+    """The ONNX Runtime generator of an exported `--model x.onnx` (see `sar2opt export`), else None."""
+    if Path(args.model).suffix.lower() != ".onnx":
+        return None
+    from keras_sar2opt.inference.onnx_runtime import OnnxGenerator
+    from keras_sar2opt.model_files import check_weights_key
+
+    check_weights_key(args.model, args.weights_key)
+
+    return OnnxGenerator(args.model)
+
+
+def model_reading(args, onnx=None):
+    """How the run behind `args.model` read SAR (RunReading): the metadata of its ONNX export `onnx`,
+    or its run folder's config.json; None for a preset or a model outside a run."""
+    if onnx is not None:
+        return onnx.reading()
+    if preset_name(args.model) is not None:
+        return None
+    folder = RunFolder.holding(args.model)
+    return folder and folder.reading()

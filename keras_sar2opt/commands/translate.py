@@ -4,15 +4,17 @@ import logging
 from pathlib import Path
 
 from keras_sar2opt.commands.options import (
+    add_model_loading_options,
     add_preprocessing_options,
     add_sar_scaling_options,
-    add_weights_dir_option,
+    load_model,
+    model_reading,
+    onnx_model,
     preprocessing_steps,
     sar_scaling,
 )
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.presets import preset_name
-from keras_sar2opt.runs import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,10 @@ def register(subparsers):
     parser.add_argument(
         "--model",
         required=True,
-        help="generator: .keras, a SAR2Optical .pth/.safetensors, or preset:NAME (sar2opt presets; downloaded once)",
+        help="generator: .keras, a SAR2Optical .pth/.safetensors, preset:NAME (sar2opt presets; downloaded once), "
+        "or an exported .onnx (run by ONNX Runtime, reading SAR as its run did)",
     )
-    add_weights_dir_option(parser)
+    add_model_loading_options(parser)
     parser.add_argument(
         "-o",
         "--output",
@@ -66,12 +69,6 @@ def register(subparsers):
     parser.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default tile/4)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
     parser.add_argument("--grid", action="store_true", help="also write <name>_grid.png: input beside output")
-    parser.add_argument(
-        "--upsample-mode",
-        default="nearest",
-        choices=("nearest", "bilinear"),
-        help="interpolation when converting an upsampling-decoder .pth on the fly (default nearest)",
-    )
     parser.set_defaults(func=run)
 
 
@@ -89,7 +86,7 @@ def _sar_scaling(given, reading):
     return scaling, []
 
 
-def _downsample(given, reading, model):
+def downsample_of(given, reading, model):
     """The --downsample to translate with: `given`, else the run's resize, else 1; and a note of what
     came from the run. A given factor other than the run's is warned about."""
     from keras_sar2opt.model_files import tile_size
@@ -110,14 +107,13 @@ def _downsample(given, reading, model):
 def run(args):
     from keras_sar2opt.data.loading import check_reading_options
     from keras_sar2opt.inference import OutputEncoding, plan_outputs, translate_paths
-    from keras_sar2opt.model_files import load_generator
 
     for option, value in (("--batch-size", args.batch_size), ("--downsample", args.downsample)):
         if value is not None and value < 1:
             raise Sar2OptError(f"Expected {option} of at least 1, received {value}")
     preset = preset_name(args.model) is not None
-    folder = None if preset else RunFolder.holding(args.model)
-    steps, reading = preprocessing_steps(args), folder and folder.reading()
+    model = onnx_model(args)  # an ONNX session loads in a second; a Keras model loads after the checks
+    steps, reading = preprocessing_steps(args), model_reading(args, model)
     scaling, as_trained = _sar_scaling(sar_scaling(args), reading)
     # Bad options and paths fail here, before the model loads.
     check_reading_options(scaling, preprocessing=steps)
@@ -127,8 +123,9 @@ def run(args):
     if reading is not None and reading.optical and reading.optical.range and args.output_range is None:
         low, high = reading.optical.range
         print(f"{reading.name} learned optical values {low:g}..{high:g}: --output-range {low:g} {high:g} writes them")
-    model = load_generator(args.model, upsample_mode=args.upsample_mode, weights_dir=args.weights_dir)
-    downsample, from_run = _downsample(args.downsample, reading, model)
+    if model is None:
+        model = load_model(args, args.model)
+    downsample, from_run = downsample_of(args.downsample, reading, model)
     if as_trained + from_run:
         print(f"reading SAR as {reading.name} was trained: {'; '.join(as_trained + from_run)}")
     written = translate_paths(

@@ -131,10 +131,23 @@ def port_state_dict(model, state_dict, prefix_of, *, strict=True, source="the st
     return PortReport(loaded=list(values), ignored=ignored, missing=missing, unexpected=unexpected)
 
 
-def _strip_module_prefix(state_dict):
-    """Drop the `module.` prefix that torch.nn.DataParallel adds to every key."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module.") :]: v for k, v in state_dict.items()}
+# Prefixes that wrappers add to every key: torch.nn.DataParallel / DistributedDataParallel and
+# torch.optim.swa_utils.AveragedModel (`module.`), torch.compile (`_orig_mod.`), in any nesting.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# AveragedModel's count of averaged steps, saved beside its `module.` keys.
+_AVERAGED_COUNT = "n_averaged"
+
+
+def strip_wrapper_prefixes(state_dict):
+    """The state_dict with the prefixes of WRAPPER_PREFIXES that all its keys share removed."""
+    weights = {k: v for k, v in state_dict.items() if k != _AVERAGED_COUNT}
+    if weights and len(weights) < len(state_dict) and all(k.startswith("module.") for k in weights):
+        state_dict = weights
+    while state_dict:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state_dict)), None)
+        if prefix is None:
+            break
+        state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 
@@ -164,7 +177,7 @@ def convert_generator(state_dict, *, image_size=256, upsample_mode="nearest", st
 
     if upsample_mode not in UPSAMPLE_MODES:
         raise Sar2OptError(f"Expected upsample mode in {UPSAMPLE_MODES}, received {upsample_mode!r}")
-    state_dict = _strip_module_prefix(state_dict)
+    state_dict = strip_wrapper_prefixes(state_dict)
     config = generator_config(state_dict, source)
     if config["decoder"] == "upsample":
         config["upsample_mode"] = upsample_mode
@@ -184,7 +197,7 @@ def convert_discriminator(state_dict, *, image_size=256, optical_channels=3, str
     """Build the Keras Pix2Pix PatchGAN matching `state_dict` and load it. Returns (model, config, report)."""
     from keras_sar2opt.models import pix2pix_discriminator
 
-    state_dict = _strip_module_prefix(state_dict)
+    state_dict = strip_wrapper_prefixes(state_dict)
     first = state_dict.get("model.model.0.conv_block.0.weight")
     if first is None or first.ndim != 4:
         raise Sar2OptError(
@@ -205,7 +218,8 @@ def convert_discriminator(state_dict, *, image_size=256, optical_channels=3, str
 
 
 def load_pix2pix_generator(path, *, image_size=256, upsample_mode="nearest", strict=True, key=None):
-    """Read a SAR2Optical generator checkpoint (.pth/.safetensors) into a Keras model, without torch."""
+    """Read a SAR2Optical generator checkpoint (.pth/.safetensors) into a Keras model, without torch;
+    `key`: the entry of a wrapped checkpoint holding the weights (`--weights-key`, e.g. "ema")."""
     state_dict = read_state_dict(path, key=key)
     return convert_generator(
         state_dict, image_size=image_size, upsample_mode=upsample_mode, strict=strict, source=str(path)

@@ -1,13 +1,15 @@
 """Torch-free reading of PyTorch checkpoints (report §3): `torch.save` zip and legacy files, `.safetensors`.
 
 A checkpoint is a pickle; unpickling runs whatever globals it names. The unpickler here resolves only
-the handful of globals a state_dict needs (tensor rebuild, storage types, dtypes, OrderedDict, plain
-containers) to local NumPy implementations and refuses everything else, so no code from the file runs.
+the handful of globals a state_dict or a training checkpoint needs (tensor rebuild, storage types,
+dtypes, OrderedDict, plain containers, NumPy number scalars and their dtypes) to local NumPy
+implementations and refuses everything else, so no code from the file runs.
 """
 
 import builtins
 import collections
 import io
+import logging
 import os
 import pickle
 import struct
@@ -16,6 +18,8 @@ import zipfile
 import numpy as np
 
 from keras_sar2opt.errors import Sar2OptError
+
+logger = logging.getLogger(__name__)
 
 # Keys under which training scripts commonly wrap a state_dict, tried in this order.
 STATE_DICT_KEYS = (
@@ -35,6 +39,9 @@ STATE_DICT_KEYS = (
     "discriminator_state_dict",
     "disc_state_dict",
 )
+# Keys under which training scripts keep an exponential moving average of the weights beside the model;
+# never chosen by themselves (`key=` chooses one).
+EMA_KEYS = ("ema", "model_ema", "ema_state_dict", "state_dict_ema")
 
 # NumPy dtype (little-endian base) of each torch storage/dtype name; "bfloat16" has no NumPy type
 # and is widened to float32 when the tensor is built.
@@ -92,6 +99,35 @@ class _CorruptError(Exception):
 
 class _DType(str):
     """A torch dtype or storage type named in the pickle, by its dtype name."""
+
+
+class _NumpyDType:
+    """A NumPy dtype named in the pickle (`numpy.dtype(code, align, copy)`, then its state): numbers only."""
+
+    def __init__(self, code, align=False, copy=False):
+        dtype = np.dtype(code) if isinstance(code, str) and code.isalnum() else None
+        if dtype is None or dtype.kind not in "biufc":
+            raise _CorruptError(f"a NumPy dtype {code!r:.40} is not a number type")
+        self.dtype = dtype
+
+    def __setstate__(self, state):
+        """Only the byte order is taken from NumPy's dtype state (version, byteorder, ...)."""
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _numpy_scalar(dtype, data=None):
+    """A NumPy number scalar from its dtype and raw bytes (`numpy.core.multiarray.scalar`)."""
+    if not isinstance(dtype, _NumpyDType) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise _CorruptError("a NumPy scalar does not hold a number of its dtype")
+    return np.frombuffer(data, dtype.dtype)[0]
+
+
+def _latin1_bytes(text, encoding):
+    """Bytes pickled by protocol 2 as `_codecs.encode(text, "latin1")`; no other codec is run."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise _CorruptError(f"a pickled bytes object uses the codec {encoding!r:.40}")
+    return text.encode("latin1")
 
 
 class _Storage:
@@ -158,6 +194,11 @@ _TORCH_FUNCTIONS = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("collections", "OrderedDict"): collections.OrderedDict,
+    # A training checkpoint's NumPy numbers (a loss, a best metric) and dtypes, as NumPy 1 and 2 pickle them.
+    ("numpy", "dtype"): _NumpyDType,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 
 
@@ -180,7 +221,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _DType(name)
         raise Sar2OptError(
             f"Refusing to load {self._path}: it asks for the global {module}.{name}, which a state_dict "
-            "never needs (only tensors, OrderedDict, plain containers and numbers are allowed)"
+            "never needs (only tensors, OrderedDict, plain containers, numbers and NumPy numbers are allowed)"
         )
 
     def persistent_load(self, pid):
@@ -193,6 +234,8 @@ def _materialize(obj, byteorder):
     """Replace every pending tensor in a nest of containers by its NumPy array."""
     if isinstance(obj, _Tensor):
         return obj.numpy(byteorder)
+    if isinstance(obj, _NumpyDType):
+        return obj.dtype
     if isinstance(obj, dict):
         out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
         for key, value in obj.items():
@@ -341,28 +384,36 @@ def _is_state_dict(obj):
 def read_state_dict(path, key=None):
     """Read a state_dict (`dict[str, np.ndarray]`) from a bare or wrapped checkpoint.
 
-    A wrapped checkpoint holds the state_dict under one of STATE_DICT_KEYS (or `key` when given).
+    A wrapped checkpoint (a training checkpoint with its epoch, optimizer state and loss) holds the
+    state_dict under one of STATE_DICT_KEYS, or under `key` when given (`--weights-key`, e.g. one
+    of EMA_KEYS for the moving average kept beside the model).
     """
     obj = read_checkpoint(path)
     if key is not None:
         if not (isinstance(obj, dict) and _is_state_dict(obj.get(key))):
             found = sorted(k for k in obj if isinstance(k, str)) if isinstance(obj, dict) else type(obj).__name__
-            raise Sar2OptError(f"Expected a state_dict under key {key!r} in {path}, received {found}")
+            raise Sar2OptError(f"Expected a state_dict under key {key!r} (--weights-key) in {path}, received {found}")
         return dict(obj[key])
     if _is_state_dict(obj):
         return dict(obj)
     if isinstance(obj, dict):
         found = [k for k in STATE_DICT_KEYS if _is_state_dict(obj.get(k))]
         if len(found) == 1:
+            averages = [k for k in EMA_KEYS if _is_state_dict(obj.get(k))]
+            if averages:
+                logger.warning(
+                    f"{path} holds weights under {found[0]!r} and moving averages under {averages[0]!r}; "
+                    f"using {found[0]!r} (--weights-key {averages[0]} uses the averages)"
+                )
             return dict(obj[found[0]])
         if len(found) > 1:
             raise Sar2OptError(
                 f"Expected one state_dict in {path}, received several under keys {found}; choose one with "
-                f"`sar2opt convert --key KEY` (or --disc-key) and use the .keras file it writes"
+                f"--weights-key KEY"
             )
         keys = [k for k in obj if isinstance(k, str)][:10]
         raise Sar2OptError(
             f"Expected a state_dict (name -> tensor) or one wrapped under one of {list(STATE_DICT_KEYS)} "
-            f"in {path}, received a dict with keys {keys}"
+            f"in {path} (another key: --weights-key), received a dict with keys {keys}"
         )
     raise Sar2OptError(f"Expected a state_dict in {path}, received a pickled {type(obj).__name__}")
