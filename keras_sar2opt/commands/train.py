@@ -96,6 +96,20 @@ def register(subparsers):
         help="data parallelism: tf.distribute, or keras.distribution.DataParallel on JAX (default "
         f"{DEFAULTS.strategy})",
     )
+    processes = parser.add_argument_group(
+        "JAX across processes (--strategy mirrored; docs/distributed.md; TensorFlow reads TF_CONFIG or Slurm)"
+    )
+    processes.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="process 0's address: join a multi-process job (default KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+    )
+    processes.add_argument(
+        "--num-processes", type=int, metavar="N", help="processes in the job (KERAS_DISTRIBUTION_NUM_PROCESSES)"
+    )
+    processes.add_argument(
+        "--process-id", type=int, metavar="I", help="this process, 0 to N-1 (KERAS_DISTRIBUTION_PROCESS_ID)"
+    )
     parser.add_argument("--steps-per-epoch", type=int, metavar="N", help="batches per epoch (the data repeats)")
     parser.add_argument(
         "--sample-every", type=int, metavar="N", help=f"sample grid every N epochs (default {DEFAULTS.sample_every})"
@@ -205,7 +219,8 @@ def _check_experiment_options(args):
 
 
 # Options that may accompany --resume; the others come from the run's config.json.
-RESUME_OPTIONS = ("command", "func", "experiment", "resume", "epochs", "verbose", "data")
+PROCESS_OPTIONS = ("coordinator", "num_processes", "process_id")
+RESUME_OPTIONS = ("command", "func", "experiment", "resume", "epochs", "verbose", "data", *PROCESS_OPTIONS)
 
 
 def _resume(args):
@@ -224,6 +239,9 @@ def _resume(args):
 
 
 def run(args):
+    from keras_sar2opt.training.distribute import start_processes
+
+    start_processes(args.coordinator, args.num_processes, args.process_id)  # before any JAX computation
     if args.resume is not None:
         out = _resume(args)
         print(f"sar2opt train: run folder {out}")

@@ -56,12 +56,17 @@ def seed_state_variables(model):
     return [variable for variable in model.variables if id(variable) not in weights]
 
 
-def state_bytes(model):
-    """Bytes of one checkpoint's variables: the model's and its optimisers' (float32 or wider)."""
+def state_variables(model):
+    """The variables a checkpoint holds: the model's (seed states included) and its optimisers'."""
     variables = list(model.variables)
     for optimizer in (getattr(model, "g_optimizer", None), getattr(model, "d_optimizer", None)):
         variables += list(optimizer.variables) if optimizer is not None else []
-    return sum(int(np.prod(v.shape)) * max(np.dtype(v.dtype).itemsize, 4) for v in variables)
+    return variables
+
+
+def state_bytes(model):
+    """Bytes of one checkpoint's variables (float32 or wider)."""
+    return sum(int(np.prod(v.shape)) * max(np.dtype(v.dtype).itemsize, 4) for v in state_variables(model))
 
 
 class CheckpointStore:

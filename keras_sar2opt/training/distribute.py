@@ -3,17 +3,22 @@
 import contextlib
 import functools
 import logging
+import os
 
 from keras_sar2opt.errors import Sar2OptError
 
 logger = logging.getLogger(__name__)
 
 
+# Seconds a collective operation (an all-reduce) waits for the other workers before it fails: a
+# worker that died makes the others stop with a one-line error instead of waiting for ever. Long
+# enough for the first step, which builds the graph on every worker before they meet.
+COLLECTIVE_TIMEOUT = 300
+
+
 class KerasDistribution:
     """A keras.distribution data-parallel layout with the part of tf.distribute's strategy
     interface a run uses (`scope()`, `num_replicas_in_sync`), for the JAX backend."""
-
-    cluster_resolver = None  # one process: it is the chief
 
     def __init__(self, distribution=None):
         self.distribution = distribution
@@ -23,14 +28,62 @@ class KerasDistribution:
         return contextlib.nullcontext() if self.distribution is None else self.distribution.scope()
 
 
+def start_processes(coordinator=None, num_processes=None, process_id=None):
+    """Join a multi-process JAX job (`jax.distributed.initialize` through keras.distribution.initialize)
+    when a coordinator address is given, by argument or Keras's KERAS_DISTRIBUTION_JOB_ADDRESSES,
+    KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID; returns whether it did.
+
+    Must run before any JAX computation. CPU processes reduce across processes with gloo, JAX's
+    default CPU collectives (`jax_cpu_collectives_implementation`).
+    """
+    import keras
+
+    given = {"--coordinator": coordinator, "--num-processes": num_processes, "--process-id": process_id}
+    named = [name for name, value in given.items() if value is not None]
+    if keras.backend.backend() != "jax":
+        if named:
+            raise Sar2OptError(
+                f"Expected {', '.join(named)} only on the JAX backend (TensorFlow takes its cluster from TF_CONFIG "
+                "or Slurm), received KERAS_BACKEND=" + keras.backend.backend()
+            )
+        return False
+    coordinator = coordinator or os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")
+    if coordinator is None:
+        if named:
+            raise Sar2OptError(f"Expected --coordinator HOST:PORT beside {', '.join(named)}, received none")
+        return False
+    for name, value in (("--num-processes", num_processes), ("--process-id", process_id)):
+        variable = "KERAS_DISTRIBUTION_" + name[2:].replace("-", "_").upper()
+        if value is None and os.environ.get(variable) is None:
+            raise Sar2OptError(f"Expected {name} (or {variable}) beside --coordinator, received none")
+    try:
+        keras.distribution.initialize(coordinator, num_processes, process_id)
+    except (ValueError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:300]
+        raise Sar2OptError(f"Expected to join the JAX job of coordinator {coordinator}, received {reason}") from None
+    return True
+
+
+def _cluster_resolver():
+    """The TensorFlow cluster: TF_CONFIG when set, else the tasks of a Slurm job step (srun)."""
+    import tensorflow as tf
+
+    if "TF_CONFIG" not in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:
+        gpus = len(tf.config.list_physical_devices("GPU"))
+        return tf.distribute.cluster_resolver.SlurmClusterResolver(gpus_per_node=gpus, auto_set_gpu=gpus > 0)
+    return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
 @functools.cache
 def make_strategy(name):
     """The distribution named by `--strategy` (none: the default, single-device one).
 
-    TensorFlow backend: a tf.distribute strategy. JAX backend: "mirrored" is
-    keras.distribution.DataParallel over every local device (multi-worker runs are not supported).
-    One instance per name and process: runs in one process share it, since the collective
-    operations of a second MirroredStrategy over the same devices clash with the first's.
+    TensorFlow backend: a tf.distribute strategy; "multiworker" takes its cluster from TF_CONFIG
+    or a Slurm job step, and its collectives time out after COLLECTIVE_TIMEOUT seconds. JAX
+    backend: "mirrored" is keras.distribution.DataParallel over every device of every process
+    (`start_processes` joins a multi-process job first). One instance per name and process: runs
+    in one process share it, since the collective operations of a second MirroredStrategy over
+    the same devices clash with the first's.
     """
     import keras
 
@@ -42,18 +95,37 @@ def make_strategy(name):
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multiworker":  # the cluster comes from the TF_CONFIG environment variable
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "multiworker":
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT)
+        try:
+            resolver = _cluster_resolver()
+            return tf.distribute.MultiWorkerMirroredStrategy(resolver, communication_options=options)
+        except (ValueError, RuntimeError, KeyError) as error:  # a malformed TF_CONFIG or Slurm environment
+            raise Sar2OptError(
+                f"Expected a TF_CONFIG or Slurm cluster for --strategy multiworker, received {error}"
+            ) from None
     return tf.distribute.get_strategy()
 
 
-def is_chief(strategy):
-    """Whether this process writes the run folder: the chief, or worker 0 of a cluster without one."""
+def worker_position(strategy):
+    """(this worker's index, number of workers): (0, 1) for a run in one process."""
+    distribution = getattr(strategy, "distribution", None)
+    if distribution is not None:  # JAX
+        import jax
+
+        return jax.process_index(), jax.process_count()
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+        return 0, 1
+    jobs = resolver.cluster_spec().as_dict()
+    tasks = [(job, index) for job in ("chief", "worker") for index in range(len(jobs.get(job, ())))]
+    return tasks.index((resolver.task_type, resolver.task_id)), len(tasks)
+
+
+def is_chief(strategy):
+    """Whether this process writes the run folder: the chief, or worker 0 of a cluster without one
+    (process 0 on JAX)."""
+    return worker_position(strategy)[0] == 0
 
 
 def warn_if_bfloat16_is_emulated(precision):

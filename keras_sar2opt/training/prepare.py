@@ -5,12 +5,15 @@ training (fine-tuning loads or pre-trains a generator) finds a bad option, folde
 before that work; `keras_sar2opt.training.run.fit_run` then trains the prepared run.
 """
 
+import atexit
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +203,18 @@ def run_folder(config, out=None):
     return RunFolder(out if out is not None else Path("runs") / config.name)
 
 
+def worker_folder(folder, index):
+    """The temporary folder that worker `index` (not the chief) of a run into `folder` writes, emptied
+    now and deleted at exit. Its name follows from `folder`, so a rerun after a worker was killed
+    also deletes what the killed one left."""
+    digest = hashlib.sha256(os.fsencode(Path(folder).resolve())).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"sar2opt-worker{index}-{digest}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return RunFolder(path)
+
+
 def prepare_run(config, data=None, out=None, options=None):
     """Check a run of the experiment `config` and find its dataset's pairs and split; returns a PreparedRun.
 
@@ -209,7 +224,7 @@ def prepare_run(config, data=None, out=None, options=None):
     split. Nothing is written: a bad option, folder or dataset fails before any work.
     """
     from keras_sar2opt.training.checkpoints import CheckpointStore
-    from keras_sar2opt.training.distribute import is_chief, make_strategy
+    from keras_sar2opt.training.distribute import make_strategy, worker_position
 
     options = options or RunOptions()
     check_experiment(config, data)
@@ -221,9 +236,12 @@ def prepare_run(config, data=None, out=None, options=None):
             f"received {config.batch_size}"
         )
     folder = run_folder(config, out)
-    if not is_chief(strategy):  # each worker trains; only the chief writes the run folder
-        resolver = strategy.cluster_resolver
-        folder = RunFolder(folder.path / "workers" / f"{resolver.task_type}-{resolver.task_id}")
+    index, count = worker_position(strategy)
+    if count > 1:
+        if index:  # every worker trains and saves alike; only the chief keeps what it writes
+            folder = worker_folder(folder, index)
+        writes = f"writes {folder.path}" if index == 0 else f"writes only to {folder.path}, deleted at exit"
+        print(f"Worker {index} of {count}{' (chief)' if index == 0 else ''}: {writes}", flush=True)
     resuming = CheckpointStore(folder.checkpoints).read()
     if resuming:
         check_same_run(folder, config, options)

@@ -191,6 +191,22 @@ def reading_data(function, *args, **kwargs):
         raise Sar2OptError(found.group(1).strip()) from None
 
 
+def validation_pairs(run):
+    """The validation pairs, cut to a number every batch of which splits evenly between replicas:
+    a multiple of the replicas (tf.distribute gives each replica its part of a short last batch),
+    or on a multi-process JAX run, where each process feeds an equal part, of the batch size."""
+    import keras
+
+    from keras_sar2opt.training.distribute import worker_position
+
+    pairs = run.split["val"]
+    multiprocess = keras.backend.backend() == "jax" and worker_position(run.strategy)[1] > 1
+    parts, unit = (run.config.batch_size, "--batch-size") if multiprocess else (run.replicas, "the replicas")
+    if len(pairs) < parts:
+        raise Sar2OptError(f"Expected at least {parts} validation pairs ({unit}), received {len(pairs)}")
+    return pairs[: len(pairs) - len(pairs) % parts]
+
+
 def _fit(run, model, store, done, history, verbose):
     """fit() the epochs after `done`; returns (epochs trained in all, whether early stopping ended it)."""
     import keras
@@ -198,6 +214,8 @@ def _fit(run, model, store, done, history, verbose):
     from keras_sar2opt.data import make_dataset
     from keras_sar2opt.data.pipeline import training_batches
     from keras_sar2opt.training.callbacks import HistoryCSV
+    from keras_sar2opt.training.distribute import worker_position
+    from keras_sar2opt.training.multiworker import fit_across_workers
 
     config, options = run.config, run.options
     steps = options.steps_per_epoch or len(run.split["train"]) // config.batch_size
@@ -210,22 +228,15 @@ def _fit(run, model, store, done, history, verbose):
     train = training_batches(
         run.split["train"], seed=config.seed, augment=config.augment, first_batch=done * steps, **reading
     )
-    val_pairs = run.split["val"][: len(run.split["val"]) - len(run.split["val"]) % run.replicas]  # even parts
-    val = make_dataset(val_pairs, training=False, seed=config.seed, **reading)
+    val = make_dataset(validation_pairs(run), training=False, seed=config.seed, **reading)
     samples = make_dataset(run.split["val"][:SAMPLE_PAIRS], training=False, **reading)
     sample_batch = [keras.ops.convert_to_numpy(images) for images in reading_data(next, iter(samples))]
     callbacks = make_callbacks(run.folder, store, sample_batch, options, history)
-    reading_data(
-        model.fit,
-        train,
-        validation_data=val,
-        epochs=config.epochs,
-        initial_epoch=done,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        shuffle=False,  # the stream shuffles itself, seeded by position
-        verbose=fit_verbosity(verbose),
-    )
+    fit = {"epochs": config.epochs, "initial_epoch": done, "callbacks": callbacks, "verbose": fit_verbosity(verbose)}
+    if keras.backend.backend() == "tensorflow" and worker_position(run.strategy)[1] > 1:
+        reading_data(fit_across_workers, model, run.strategy, train, val, steps=steps, **fit)  # keras#20585
+    else:  # the stream shuffles itself, seeded by position
+        reading_data(model.fit, train, validation_data=val, steps_per_epoch=steps, shuffle=False, **fit)
     trained = next(c for c in callbacks if isinstance(c, HistoryCSV)).rows
     stopped = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch for c in callbacks)
     return len(trained), stopped
@@ -248,8 +259,9 @@ def fit_run(run, networks=None, extra_settings=None, verbose="auto"):
     from keras_sar2opt.data import save_skipped, save_split
     from keras_sar2opt.data.loading import warn_about_scaling
     from keras_sar2opt.plots import plot_run_curves, read_history
-    from keras_sar2opt.training.checkpoints import CheckpointStore
+    from keras_sar2opt.training.checkpoints import CheckpointStore, state_variables
     from keras_sar2opt.training.distribute import dtype_policy, enable_determinism, warn_if_bfloat16_is_emulated
+    from keras_sar2opt.training.multiworker import share_chief_state
 
     config, options, folder = run.config, run.options, run.folder
     if config.pretrained and networks is None:
@@ -277,13 +289,17 @@ def fit_run(run, networks=None, extra_settings=None, verbose="auto"):
             save_skipped(run.pair_set, folder.skipped_path)
         folder.write_config({**run_settings(run), **(extra_settings or {})})
 
-        checkpoint = store.latest() if store.directory.is_dir() else None
-        done = 0
-        if checkpoint is not None:
-            store.restore(model, checkpoint)
-            done = checkpoint.epoch
+    # Outside the strategy's scope: loading makes variables, which a multi-worker strategy creates
+    # collectively, and only the chief loads (it then shares the checkpoint).
+    checkpoint = store.latest() if store.directory.is_dir() else None
+    done = 0
+    if checkpoint is not None:
+        store.restore(model, checkpoint)
+        done = checkpoint.epoch
+    stopped_early = bool(store.finished and store.finished["stopped_early"])
+    with dtype_policy(options.precision), run.strategy.scope():
+        done, stopped_early = share_chief_state(run.strategy, model, state_variables(model), done, stopped_early)
         history = folder.history_rows(done)
-        stopped_early = bool(store.finished and store.finished["stopped_early"])
         if done < config.epochs and not stopped_early:
             if checkpoint is not None:
                 logger.warning(f"Resuming {folder.path} after epoch {done} of {config.epochs} from {checkpoint.path}")
