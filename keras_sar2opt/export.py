@@ -9,9 +9,11 @@ Keras's exporters do the work (`ExportArchive` for the SavedModel, tf2onnx throu
 """
 
 import contextlib
+import gc
 import json
 import shutil
 import tempfile
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -142,12 +144,35 @@ def _write_saved_model(model, path, settings):
     (path / SAVED_MODEL_SETTINGS).write_text(settings, encoding="utf-8")
 
 
+@contextlib.contextmanager
+def _collecting_garbage(period=0.2):
+    """Run Python's cyclic garbage collector every `period` seconds while the block runs.
+
+    tf2onnx leaves the copies of the frozen graph's constants it makes in reference cycles, which the
+    collector reaches late: exporting the 54.5M-parameter Pix2Pix peaked at 10.5 GB without this and
+    4.7 GB with it.
+    """
+    done = threading.Event()
+
+    def collect():
+        while not done.wait(period):
+            gc.collect()
+
+    thread = threading.Thread(target=collect, name="export-gc", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def _write_onnx(model, path, precision, settings):
     """tf2onnx through Keras's `Model.export`, then the output named `optical` and the settings added."""
     import onnx
 
-    with warnings.catch_warnings():  # Keras's tf2onnx patch for NumPy 2 probes the removed np.object
-        warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings(), _collecting_garbage():
+        warnings.simplefilter("ignore", FutureWarning)  # Keras's tf2onnx patch for NumPy 2 probes np.object
         model.export(str(path), format="onnx", input_signature=_input_signature(model), verbose=False)
     proto = onnx.load(str(path))
     exported = proto.graph.output[0].name

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from keras_sar2opt import app
+from keras_sar2opt.data.synthetic import generate_pair
 from keras_sar2opt.errors import Sar2OptError
 
 CHROMIUM = "/usr/bin/chromium"
@@ -111,7 +112,8 @@ def _upload(page, url, path):
 def test_a_sar_upload_is_translated_in_the_browser(server, browser, tmp_path):
     url, _ = server
     sar = tmp_path / "scene_sar.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 65536, (120, 200), dtype=np.uint16)).save(sar)  # 16-bit
+    tile = generate_pair("sentinel", size=256, seed=0).sar[:120, :200]  # a synthetic SAR tile, stored as 16-bit
+    Image.fromarray(tile.astype(np.uint16) * 257).save(sar)
     _upload(browser, url, sar)
     shown = browser.locator("#slider img").last
     shown.wait_for()
