@@ -97,19 +97,8 @@ def _weights_options(weights, keys=WEIGHTS):
 @pytest.mark.slow
 def test_evaluate_adds_every_network_metric_from_given_weights(data, model_path, weights, tmp_path, capsys):
     out = tmp_path / "eval"
-    argv = [
-        "evaluate",
-        "--model",
-        str(model_path),
-        "--data",
-        str(data),
-        "--split",
-        "all",
-        "--limit",
-        "10",
-        "-o",
-        str(out),
-    ]
+    argv = ["evaluate", "--model", str(model_path), "--data", str(data), "--split", "all", "-o", str(out)]
+    argv += ["--limit", "10", "--batch-size", "10"]  # one batch: each network is traced once
     assert main([*argv, "--metrics", "all", *_weights_options(weights)]) == 0
     printed = capsys.readouterr().out
     assert "LPIPS " in printed and "DISTS " in printed and "FID " in printed and "KID " in printed
