@@ -3,8 +3,8 @@
 Every (path, workload) is its own Python process (`benchmarks.worker`), started without
 TF_ENABLE_ONEDNN_OPTS, as a user who set nothing starts it, and reports the kernels TensorFlow
 actually enabled. The processes of a workload start one after another and warm up; then they are
-timed in whole blocks, round after round: a block of calls in the first Keras process, then in the
-next, then PyTorch's, never single steps interleaved (PyTorch's OpenMP threads keep spinning after a
+timed in whole blocks, round after round: a block of calls in each Keras process (each round starting
+with the next one), then PyTorch's, never single steps interleaved (PyTorch's OpenMP threads keep spinning after a
 call, so a pause separates blocks). A rate is the median over rounds; a ratio is the median of the
 per-round ratios against the PyTorch block of the same round.
 """
@@ -24,7 +24,7 @@ from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.hardware import ONEDNN_VARIABLE
 
 TORCH = "torch"  # the PyTorch process of each workload
-WORKLOADS = ("pix2pix-fit", "pix2pix-inference", "report-gan-fit")
+WORKLOADS = ("pix2pix-inference", "pix2pix-fit", "report-gan-fit")
 DESCRIPTIONS = {
     "pix2pix-fit": "Pix2Pix train step, fit() from make_dataset",
     "pix2pix-inference": "Pix2Pix generator inference, predict_on_batch",
@@ -110,7 +110,7 @@ def measure(workload, settings, paths, data, torch=True):
         "report_gan_batch": settings.report_gan_batch,
         "pix2pix_size": settings.pix2pix_size,
         "report_gan_size": settings.report_gan_size,
-        "pairs": settings.pairs,
+        "pairs": max(settings.pairs, settings.train_batch, settings.report_gan_batch),  # a full batch at least
     }
     batch = _batch(workload, settings)
     workers = []
@@ -123,8 +123,11 @@ def measure(workload, settings, paths, data, torch=True):
         timings = [PathTiming(workload, path, batch, worker.runtime) for path, worker in zip(paths, workers)]
         if torch:
             timings.append(PathTiming(workload, TORCH, batch, workers[-1].runtime))
-        for _ in range(settings.repeats):
-            for timing, worker in zip(timings, workers):
+        for round_ in range(settings.repeats):
+            # Each round starts with the next Keras process: none always runs first, after the last PyTorch block.
+            order = [(round_ + i) % len(paths) for i in range(len(paths))] + list(range(len(paths), len(workers)))
+            for index in order:
+                timing, worker = timings[index], workers[index]
                 time.sleep(PAUSE)
                 timing.rates.append(batch * calls / worker.block(calls))
                 timing.loads.append(os.getloadavg()[0])

@@ -5,8 +5,9 @@ Markdown table (reports/cpu-profile.md). The Keras step is AdversarialModel's co
 (`train_on_batch` on a constant batch), profiled with the TensorFlow profiler at host tracer level 3;
 the PyTorch step is `benchmarks.torch_pix2pix.train_step` on the same networks, under torch.profiler.
 Keras runs its whole block first, then PyTorch (its OpenMP threads keep spinning after a call).
-Op times are the time each op ran on its executor thread (using every intra-op thread); launch
-overhead is the step's wall time during which no op ran.
+Op times are the time each op ran on its executor thread (using every intra-op thread; TensorFlow may
+run two ops at once, so its op times can add up to more than the wall time); a share is of the summed
+op time; launch overhead is the step's wall time during which no op ran.
 """
 
 import argparse
@@ -31,6 +32,11 @@ KINDS = (
 )
 TF_ACTIVATIONS = ("LeakyRelu", "LeakyReluGrad", "Relu", "ReluGrad", "Tanh", "TanhGrad", "Maximum", "Sigmoid")
 TF_LAYOUT = ("Transpose", "_MklToTf", "ConcatV2", "Concat", "Pad", "Slice", "StridedSlice", "Reshape", "Identity")
+# Ops that only call a function (Keras's train step is a tf.function inside another; a call of a function by
+# name has the function's name, "__inference_…", as its type): their time is their ops'.
+TF_CALLS = ("StatefulPartitionedCall", "PartitionedCall", "While", "StatelessWhile", "If", "StatelessIf", "Case")
+# PyTorch's convolution ops and the position of their `transposed` argument.
+TORCH_CONVOLUTIONS = {"aten::convolution": 6, "aten::_convolution": 6, "aten::convolution_backward": 7}
 
 
 def _tf_kind(name, op_type, transposed):
@@ -41,7 +47,7 @@ def _tf_kind(name, op_type, transposed):
         return f"{which}, {'gradients' if 'gradient_tape' in name else 'forward'}"
     if "_bn" in lower or "batch_normalization" in lower:
         return KINDS[4]
-    if op_type in TF_ACTIVATIONS or op_type.endswith("Grad") and op_type[:-4] in TF_ACTIVATIONS:
+    if op_type in TF_ACTIVATIONS or "relu" in lower or "tanh" in lower:
         return KINDS[5]
     if "adam" in lower or "optimizer" in lower or op_type.startswith(("ResourceApply", "Assign")):
         return KINDS[7]
@@ -106,8 +112,9 @@ def keras_profile(workload, steps):
             if not line.name.startswith("tf_Compute"):
                 continue
             for event in line.events:
-                name, _, op_type = plane.event_metadata[event.metadata_id].name.rpartition(":")
-                if not name:
+                label = plane.event_metadata[event.metadata_id].name  # "name:type"; "A::B" is the executor's
+                name, _, op_type = label.rpartition(":")
+                if not name or "::" in label or op_type in TF_CALLS or op_type.startswith("__"):
                     continue
                 start_ps = line.timestamp_ns * 1000 + event.offset_ps
                 intervals.append((start_ps, start_ps + event.duration_ps))
@@ -117,18 +124,22 @@ def keras_profile(workload, steps):
 
 
 def _torch_kind(event):
-    """KINDS entry of a torch.profiler event by its name and the names of the events it ran in."""
-    parents, parent = [], event.cpu_parent
+    """KINDS entry of a torch.profiler event by its name and the events it ran in (with their arguments)."""
+    chain, parent = [event], event.cpu_parent
     while parent is not None:
-        parents.append(parent.name)
+        chain.append(parent)
         parent = parent.cpu_parent
     name = event.name
-    if any(p.startswith("Optimizer.") for p in parents) or name.startswith("Optimizer."):
+    if any(e.name.startswith("Optimizer.") for e in chain):
         return KINDS[7]
-    if name in ("aten::mkldnn_convolution", "aten::_convolution"):
-        return KINDS[0]
-    if name == "aten::convolution_backward":
-        return KINDS[1]
+    convolution = next((e for e in chain if e.name in TORCH_CONVOLUTIONS), None)
+    if convolution is not None:
+        which = (
+            "transposed convolutions"
+            if convolution.concrete_inputs[TORCH_CONVOLUTIONS[convolution.name]]
+            else "convolutions"
+        )
+        return f"{which}, {'gradients' if convolution.name.endswith('backward') else 'forward'}"
     if "batch_norm" in name:
         return KINDS[4]
     if any(word in name for word in ("relu", "tanh", "threshold")):
@@ -153,7 +164,7 @@ def torch_profile(workload, steps):
     step = torch_pix2pix.train_step(networks, sar, optical, False, l1_weight)
     for _ in range(2):
         step().item()
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
         start = time.perf_counter()
         for _ in range(steps):
             step().item()
@@ -177,10 +188,11 @@ def table(workload, steps):
         "| kind | Keras (TensorFlow) s | share | PyTorch s | share | Keras / PyTorch |",
         "|---|---|---|---|---|---|",
     ]
+    keras_total, torch_total = sum(keras_kinds.values()), sum(torch_kinds.values())
     for kind in KINDS:
         k, t = keras_kinds[kind], torch_kinds[kind]
         ratio = f"{k / t:.2f}" if t > 0 else "—"
-        lines.append(f"| {kind} | {k:.3f} | {k / keras_wall:.0%} | {t:.3f} | {t / torch_wall:.0%} | {ratio} |")
+        lines.append(f"| {kind} | {k:.3f} | {k / keras_total:.0%} | {t:.3f} | {t / torch_total:.0%} | {ratio} |")
     walls = f"**{keras_wall:.3f}** | | **{torch_wall:.3f}** | | {keras_wall / torch_wall:.2f}"
     lines.append(f"| **step wall time** | {walls} |")
     return "\n".join(lines)

@@ -292,6 +292,34 @@ def paths_section(results):
     ]
 
 
+def throughput_section(results):
+    """Markdown lines for the in-process measurements: the throughput table and how it was measured."""
+    settings = results.settings
+    return [
+        "## Throughput",
+        "",
+        _markdown_table(TABLE_COLUMNS, table_rows(results)),
+        "",
+        f"Medians over up to {settings.repeats} timed blocks of {settings.steps} calls after {settings.warmup} "
+        f"warm-up calls (fewer single calls where one call is slow: at most {settings.budget:.0f} s timed per "
+        "measurement). Train steps: `AdversarialModel.fit` compiled as the `pix2pix` experiment (Adam 2e-4, "
+        "β (0.5, 0.999), BCE on logits + 100·L1, D then G) and the `patchgan` experiment (Tables 5 and 3); "
+        f"fed by `make_dataset` (shuffle, flips/rotations) from {settings.pairs} synthetic pairs on disk, or "
+        "by one of its batches held constant in memory. PyTorch: the same networks "
+        "(`convert.torch_reference`), the same losses and optimisers, D then G, on constant tensors; "
+        "bf16 is `torch.autocast('cpu', dtype=torch.bfloat16)`. Inference: eval mode on a constant batch, "
+        "the result copied to NumPy.",
+        "",
+        "FLOPs per image: 2 × the multiply-accumulates of every Conv2D (H_out·W_out·k²·C_in·C_out), "
+        "Conv2DTranspose (H_in·W_in·k²·C_in·C_out) and Dense layer, from the layers' shapes. Inference: "
+        "2·MAC_G. Train step: 2·(3·MAC_G + 8·MAC_D): G forward and backward (3 passes), D forward and "
+        "backward on the real and the fake pair (2 × 3), D forward and input gradients on the fake pair "
+        "for G's loss (2). Achieved GFLOP/s = img/s × GFLOP/img; the ceiling is TensorFlow's matmul in the "
+        "row's dtype (bfloat16 for mixed_bfloat16).",
+        "",
+    ]
+
+
 def format_report(results, command, folder=None):
     """The Markdown report: runtime, main table, targets, ceilings, inference calls, notes, and the
     GPU results kept in `folder` (gpu_section)."""
@@ -316,27 +344,7 @@ def format_report(results, command, folder=None):
         _markdown_table(("", ""), [(key, value) for key, value in results.runtime.items()]),
         "",
         *paths_section(results),
-        "## Throughput",
-        "",
-        _markdown_table(TABLE_COLUMNS, table_rows(results)),
-        "",
-        f"Medians over up to {settings.repeats} timed blocks of {settings.steps} calls after {settings.warmup} "
-        f"warm-up calls (fewer single calls where one call is slow: at most {settings.budget:.0f} s timed per "
-        "measurement). Train steps: `AdversarialModel.fit` compiled as the `pix2pix` experiment (Adam 2e-4, "
-        "β (0.5, 0.999), BCE on logits + 100·L1, D then G) and the `patchgan` experiment (Tables 5 and 3); "
-        f"fed by `make_dataset` (shuffle, flips/rotations) from {settings.pairs} synthetic pairs on disk, or "
-        "by one of its batches held constant in memory. PyTorch: the same networks "
-        "(`convert.torch_reference`), the same losses and optimisers, D then G, on constant tensors; "
-        "bf16 is `torch.autocast('cpu', dtype=torch.bfloat16)`. Inference: eval mode on a constant batch, "
-        "the result copied to NumPy.",
-        "",
-        "FLOPs per image: 2 × the multiply-accumulates of every Conv2D (H_out·W_out·k²·C_in·C_out), "
-        "Conv2DTranspose (H_in·W_in·k²·C_in·C_out) and Dense layer, from the layers' shapes. Inference: "
-        "2·MAC_G. Train step: 2·(3·MAC_G + 8·MAC_D): G forward and backward (3 passes), D forward and "
-        "backward on the real and the fake pair (2 × 3), D forward and input gradients on the fake pair "
-        "for G's loss (2). Achieved GFLOP/s = img/s × GFLOP/img; the ceiling is TensorFlow's matmul in the "
-        "row's dtype (bfloat16 for mixed_bfloat16).",
-        "",
+        *(throughput_section(results) if results.rows else []),
         "## Targets",
         "",
         "The project's speed targets for this 2-core CPU, as ratios measured in this run.",
