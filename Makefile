@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-# TensorFlow's oneDNN kernels on every CPU, as `sar2opt` sets them, so tests see the same numerics
-# on machines where TensorFlow would leave them off.
+# TensorFlow's oneDNN kernels on every CPU, as importing keras_sar2opt sets them, so tests see the same
+# numerics on machines where TensorFlow would leave them off, also where TensorFlow is imported first.
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 
 .PHONY: install lint test test-fast demo benchmark reference-env
