@@ -169,12 +169,18 @@ def test_translator_gives_aligned_display_images_and_georeferenced_downloads(tmp
             "Expected a SAR image (PNG, JPEG or GeoTIFF: .png, .jpg, .jpeg, .tif, .tiff), received notes.txt",
         ),
         ("cut.png", b"\x89PNG\r\n\x1a\n", "cut.png"),
+        ("stack.tif", None, "Expected 1 to 4 SAR bands in stack.tif, received 6"),
     ],
 )
 def test_bad_uploads_are_one_readable_line_without_the_upload_folder(tmp_path, name, content, message):
     path = tmp_path / "upload-folder" / name
     path.parent.mkdir()
-    path.write_bytes(content)
+    if content is None:  # a stack of six bands
+        import tifffile
+
+        tifffile.imwrite(path, np.zeros((6, 16, 16), np.float32), photometric="minisblack", planarconfig="separate")
+    else:
+        path.write_bytes(content)
     with pytest.raises(Sar2OptError) as error:
         app.Translator(_generator(), tmp_path / "out")(str(path), "none", 7, 1, "power", "auto", None, None, None)
     assert message in str(error.value) and "upload-folder" not in str(error.value) and "\n" not in str(error.value)
