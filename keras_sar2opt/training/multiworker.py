@@ -11,7 +11,7 @@ model's own `train_step` and `test_step` under `strategy.run`, with the same cal
 once Keras fixes that issue (docs/distributed.md).
 """
 
-import contextlib
+import gc
 
 import keras
 import numpy as np
@@ -61,8 +61,7 @@ def _broadcast_tf(strategy, values, chief):
         masked = [tensor if chief else tf.zeros_like(tensor) for tensor in tensors]
         return [context.all_reduce("sum", [masked[i] for i in indices]) for indices in groups.values()]
 
-    with lost_workers(strategy, "sharing the chief's checkpoint"):
-        sums = tf.function(lambda: strategy.run(replica_sums))()
+    sums = collectively(strategy, "sharing the chief's checkpoint", tf.function(lambda: strategy.run(replica_sums)))
     shared = [None] * len(values)
     for indices, group in zip(groups.values(), sums):
         for index, tensor in zip(indices, group):
@@ -70,24 +69,26 @@ def _broadcast_tf(strategy, values, chief):
     return shared
 
 
-@contextlib.contextmanager
-def lost_workers(strategy, where):
-    """Turn the error of a collective that another worker never joined (it died, or timed out) into
-    one WorkerLost line naming `where` it happened."""
+def collectively(strategy, where, function, *args):
+    """function(*args), whose collective operations need every worker: one that died or timed out
+    makes it raise one WorkerLost line naming `where` it happened."""
     import tensorflow as tf
+
+    from keras_sar2opt.training.distribute import worker_position
 
     lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
     try:
-        yield
+        return function(*args)
     except lost + (tf.errors.AbortedError,) as error:
-        from keras_sar2opt.training.distribute import worker_position
-
-        index, count = worker_position(strategy)
         reason = " ".join(error.message.split())[:160]
-        raise WorkerLost(
-            f"Expected all {count} workers to train together, received a lost worker while {where} on worker "
-            f"{index} ({reason}); rerun every worker's command to resume after the last saved epoch"
-        ) from None
+    # Raised once the error and its frames are gone: an eager all-reduce that failed leaves its thread
+    # pool to them, which then closes now rather than with a traceback at the interpreter's exit.
+    gc.collect()
+    index, count = worker_position(strategy)
+    raise WorkerLost(
+        f"Expected all {count} workers to train together, received a lost worker while {where} on worker "
+        f"{index} ({reason}); rerun every worker's command to resume after the last saved epoch"
+    )
 
 
 def batch_sharded(dataset):
@@ -131,26 +132,29 @@ def fit_across_workers(model, strategy, train, val, *, epochs, initial_epoch, st
     callbacks = keras.callbacks.CallbackList(
         callbacks, add_history=True, add_progbar=verbose != 0, model=model, verbose=verbose, epochs=epochs, steps=steps
     )
+
+    def train_epoch(epoch):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        for step in range(steps):
+            callbacks.on_train_batch_begin(step)
+            logs = train_step(train)
+            callbacks.on_train_batch_end(step, logs)
+            if model.stop_training:
+                break
+        epoch_logs = {name: float(value) for name, value in logs.items()}
+        model.reset_metrics()
+        for batch in val:
+            logs = test_step(batch)
+        epoch_logs.update({f"val_{name}": float(value) for name, value in logs.items()})
+        callbacks.on_epoch_end(epoch, epoch_logs)  # saving a checkpoint is collective too
+        return epoch_logs
+
     model.stop_training = False
     callbacks.on_train_begin()
     epoch_logs = {}
     for epoch in range(initial_epoch, epochs):
-        # Saving a checkpoint is collective too: every worker saves, the others into temporary folders.
-        with lost_workers(strategy, f"training epoch {epoch + 1}"):
-            model.reset_metrics()
-            callbacks.on_epoch_begin(epoch)
-            for step in range(steps):
-                callbacks.on_train_batch_begin(step)
-                logs = train_step(train)
-                callbacks.on_train_batch_end(step, logs)
-                if model.stop_training:
-                    break
-            epoch_logs = {name: float(value) for name, value in logs.items()}
-            model.reset_metrics()
-            for batch in val:
-                logs = test_step(batch)
-            epoch_logs.update({f"val_{name}": float(value) for name, value in logs.items()})
-            callbacks.on_epoch_end(epoch, epoch_logs)
+        epoch_logs = collectively(strategy, f"training epoch {epoch + 1}", train_epoch, epoch)
         if model.stop_training:
             break
     callbacks.on_train_end(epoch_logs)
