@@ -27,7 +27,7 @@ def _start(path):
 
         import keras_sar2opt  # noqa: F401
     elif path == "benchmark-process":
-        from benchmarks import timing  # the in-process `sar2opt benchmark`: inter-op 1, PyTorch loaded
+        from benchmarks import timing  # the in-process `sar2opt benchmark`: its threads, PyTorch loaded
 
         timing.configure("tensorflow")
     elif path == "torch":
