@@ -10,7 +10,7 @@ each in float32 and mixed_bfloat16; the same Pix2Pix step and inference in PyTor
 import tempfile
 from pathlib import Path
 
-from benchmarks import paths, torch_pix2pix
+from benchmarks import paths, torch_pix2pix, worker
 from benchmarks.flops import forward_macs, matmul_ceiling, torch_matmul_ceiling, train_flops
 from benchmarks.results import (
     CONSTANT,
@@ -94,31 +94,12 @@ class _Run:
 
     def pairs(self):
         if self._pairs is None:
-            from keras_sar2opt.data import find_pairs
-            from keras_sar2opt.data.synthetic import write_synthetic
-
-            root = write_synthetic(
-                self.workdir / "synthetic",
-                "qxslab",
-                self.settings.pairs,
-                "qxslab",
-                size=self.settings.pix2pix_size,
-                progress=False,
-            )
-            self._pairs = find_pairs(root).pairs
+            synthetic = self.workdir / "synthetic"
+            self._pairs = worker.synthetic_pairs(synthetic, self.settings.pairs, self.settings.pix2pix_size)
         return self._pairs
 
     def disk_dataset(self, config):
-        from keras_sar2opt.data import make_dataset
-
-        return make_dataset(
-            self.pairs(),
-            config.image_size,
-            config.batch_size,
-            training=True,
-            seed=config.seed,
-            augment=config.augment,
-        ).repeat()
+        return worker.disk_training_data(self.pairs(), config)
 
     def torch_networks(self):
         if self._torch_networks is None:

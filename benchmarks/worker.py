@@ -48,25 +48,21 @@ def _start(path):
     }
 
 
-def _pairs(data, settings):
+def synthetic_pairs(data, count, size):
+    """The benchmark's `qxslab` pairs in `data`, written there first if the folder does not exist yet."""
     from keras_sar2opt.data import find_pairs
     from keras_sar2opt.data.synthetic import write_synthetic
 
     if not os.path.isdir(data):  # 256-px tiles, resized by make_dataset for the report's 128-px GAN
-        write_synthetic(data, "qxslab", settings["pairs"], "qxslab", size=settings["pix2pix_size"], progress=False)
+        write_synthetic(data, "qxslab", count, "qxslab", size=size, progress=False)
     return find_pairs(data).pairs
 
 
-def _keras_fit(config, pairs, serve):
-    """fit() as `sar2opt train` runs it, fed by make_dataset from disk; `serve` times its steps."""
-    import keras
-
+def disk_training_data(pairs, config):
+    """Endless training batches of `config` read from disk by make_dataset."""
     from keras_sar2opt.data import make_dataset
-    from keras_sar2opt.training.run import build_adversarial_model
 
-    keras.utils.set_random_seed(config.seed)
-    model = build_adversarial_model(config)
-    dataset = make_dataset(
+    return make_dataset(
         pairs,
         config.image_size,
         config.batch_size,
@@ -74,6 +70,17 @@ def _keras_fit(config, pairs, serve):
         seed=config.seed,
         augment=config.augment,
     ).repeat()
+
+
+def _keras_fit(config, pairs, serve):
+    """fit() as `sar2opt train` runs it, fed by make_dataset from disk; `serve` times its steps."""
+    import keras
+
+    from keras_sar2opt.training.run import build_adversarial_model
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_adversarial_model(config)
+    dataset = disk_training_data(pairs, config)
 
     class Blocks(keras.callbacks.Callback):
         """Ends the step after warm-up and after each block by serving the parent's next request."""
@@ -162,7 +169,7 @@ def main(path, workload, data, settings):
         else:
             batch, size = settings["report_gan_batch"], settings["report_gan_size"]
             config = PATCHGAN.with_overrides(batch_size=batch, image_size=size)
-        _keras_fit(config, _pairs(data, settings), serve)
+        _keras_fit(config, synthetic_pairs(data, settings["pairs"], settings["pix2pix_size"]), serve)
 
 
 if __name__ == "__main__":
