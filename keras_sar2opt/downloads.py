@@ -16,10 +16,13 @@ TIMEOUT_S = 60
 PART_SUFFIX = ".part"
 
 
-def cache_dir(*parts):
-    """`$KERAS_HOME/keras_sar2opt/<parts>`, KERAS_HOME defaulting to ~/.keras as in Keras."""
+def cache_dir(kind, weights_dir=None):
+    """Where downloads of `kind` are kept: `weights_dir` when given (--weights-dir), else
+    `$KERAS_HOME/keras_sar2opt/<kind>`, KERAS_HOME defaulting to ~/.keras as in Keras."""
+    if weights_dir is not None:
+        return Path(weights_dir)
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home, "keras_sar2opt", *parts)
+    return Path(home, "keras_sar2opt", kind)
 
 
 def part_path(path):

@@ -158,7 +158,7 @@ def check(value, network, option=None):
 
 def cache_folder(weights_dir=None):
     """Where presets are kept: `weights_dir`, else $KERAS_HOME/keras_sar2opt/presets."""
-    return Path(weights_dir) if weights_dir is not None else downloads.cache_dir("presets")
+    return downloads.cache_dir("presets", weights_dir)
 
 
 def _record_path(folder, preset):

@@ -93,11 +93,6 @@ WEIGHTS = {
 }
 
 
-def cache_folder(weights_dir=None):
-    """Where metric weights are kept: `weights_dir`, else $KERAS_HOME/keras_sar2opt/metrics."""
-    return Path(weights_dir) if weights_dir is not None else downloads.cache_dir("metrics")
-
-
 def weights_path(key, given=None, weights_dir=None, progress=True):
     """The file of weights `key`: `given` as it is (any file in the upstream layout, e.g. an offline copy or
     test weights; not hash-checked), else the cached file, downloaded on first use and hash-checked."""
@@ -106,7 +101,7 @@ def weights_path(key, given=None, weights_dir=None, progress=True):
         if not Path(given).is_file():
             raise Sar2OptError(f"Expected the {weights.network} weights file ({weights.file}), received {given}")
         return Path(given)
-    folder = cache_folder(weights_dir)
+    folder = downloads.cache_dir("metrics", weights_dir)
     path = folder / weights.file
     if path.is_file():
         weights.check(path, downloads.sha256_file(path))
