@@ -7,10 +7,11 @@ export TF_ENABLE_ONEDNN_OPTS ?= 1
 .PHONY: install lint test test-fast demo benchmark reference-env
 
 # The reference implementations that tests/test_metrics_reference.py compares FID, KID, LPIPS and DISTS with,
-# in an environment of their own: they import torchvision, whose wheels need torch's CUDA build (which runs
-# on the CPU), not the +cpu torch of the test extra. Built once (about 4 min and 5.6 GB here), then reused.
+# in an environment of their own, so that torchvision never enters the package's. Where pip finds torch's CPU
+# build (as the test extra pins it), it takes it: about 1.2 GB and a minute here, where the CUDA build takes
+# 5.6 GB; tests/metrics_reference.py lets torchvision's CUDA wheel import beside it. Built once, then reused.
 REFERENCE_ENV ?= .venv-reference
-REFERENCE_PACKAGES = torch==2.14.1 torchvision==0.29.1 pytorch-fid==0.3.0 torch-fidelity==0.4.0 lpips==0.1.4 DISTS_pytorch==0.1
+REFERENCE_PACKAGES = torch==2.13.0 torchvision==0.28.0 pytorch-fid==0.3.0 torch-fidelity==0.4.0 lpips==0.1.4 DISTS_pytorch==0.1
 export SAR2OPT_REFERENCE_PYTHON ?= $(abspath $(REFERENCE_ENV))/bin/python
 
 install:
@@ -44,5 +45,5 @@ reference-env: $(REFERENCE_ENV)/.complete
 
 $(REFERENCE_ENV)/.complete:
 	$(PYTHON) -m venv $(REFERENCE_ENV)
-	$(REFERENCE_ENV)/bin/python -m pip install -q $(REFERENCE_PACKAGES)
+	$(REFERENCE_ENV)/bin/python -m pip install -q --no-cache-dir $(REFERENCE_PACKAGES)
 	touch $@

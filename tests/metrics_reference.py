@@ -11,6 +11,7 @@ random weights, and any other URL fails: nothing is downloaded. The lpips v0.1 h
 the files these packages ship.
 """
 
+import importlib.util
 import json
 import os
 import sys
@@ -19,6 +20,24 @@ from unittest import mock
 
 import numpy as np
 import torch
+
+
+def declare_torchvision_ops():
+    """Lets torchvision import beside torch's CPU build, as the reference environment installs it.
+
+    torchvision's PyPI wheels are built against torch's CUDA build; beside the CPU build their C++ ops fail to
+    load, and torchvision 0.28 then fails at import while registering fake kernels for `nms` and `qnms`.
+    The networks compared here use none of its ops, so declaring those two schemas is enough.
+    """
+    package = Path(importlib.util.find_spec("torchvision").submodule_search_locations[0])
+    try:
+        torch.ops.load_library(next(package.glob("_C*.so")))
+    except (OSError, StopIteration):
+        for op in ("nms", "qnms"):
+            torch.library.define(f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+declare_torchvision_ops()
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
