@@ -3,6 +3,7 @@
 import contextlib
 import io
 import os
+import shutil
 from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -66,6 +67,23 @@ def cli_error(capsys):
         return lines[-1]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """`module_tmp(name)`: tmp_path_factory.mktemp for a test module's shared fixtures. The folders go when the
+    module's tests are done, unless one failed: Pix2Pix runs and checkpoints take hundreds of MB each."""
+    root = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    failed = request.session.testsfailed
+
+    def make(name):
+        path = root / name
+        path.mkdir()
+        return path
+
+    yield make
+    if request.session.testsfailed == failed:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -55,10 +55,10 @@ def _answers(url):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(module_tmp):
     """`sar2opt app` of a small generator on a free loopback port, in its own process: its URL. Always killed."""
     pytest.importorskip("gradio")
-    folder = tmp_path_factory.mktemp("app")
+    folder = module_tmp("app")
     model = folder / "generator.keras"
     _generator().save(model)
     port = _free_port()

@@ -13,8 +13,8 @@ from keras_sar2opt.errors import Sar2OptError
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "qx"
+def pairs(module_tmp):
+    out = module_tmp("data") / "qx"
     root = write_synthetic(out, "qxslab", 12, "qxslab", size=32, seed=0, progress=False)
     return find_pairs(root).pairs
 

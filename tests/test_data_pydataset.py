@@ -11,8 +11,8 @@ from keras_sar2opt.errors import Sar2OptError
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    root = write_synthetic(tmp_path_factory.mktemp("syn"), "qxslab", 10, layout="qxslab", size=32, progress=False)
+def pairs(module_tmp):
+    root = write_synthetic(module_tmp("syn"), "qxslab", 10, layout="qxslab", size=32, progress=False)
     return find_pairs(root).pairs
 
 

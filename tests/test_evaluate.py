@@ -31,14 +31,14 @@ def tiny_generator(size=SIZE):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval") / "qxslab"
+def data(module_tmp):
+    root = module_tmp("eval") / "qxslab"
     return write_synthetic(root, "qxslab", 30, "qxslab", size=64, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+def model_path(module_tmp):
+    path = module_tmp("model") / "tiny.keras"
     keras.utils.set_random_seed(1)
     tiny_generator().save(path)
     return path

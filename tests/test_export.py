@@ -34,9 +34,9 @@ def sar2optical_keras(sar2optical_generator):
 
 
 @pytest.fixture(scope="module")
-def sar2optical_onnx(sar2optical_generator, tmp_path_factory):
+def sar2optical_onnx(sar2optical_generator, module_tmp):
     """The random SAR2Optical checkpoint exported by `sar2opt export` (converted on the fly): (path, printed)."""
-    path = tmp_path_factory.mktemp("onnx") / "sar2optical.onnx"
+    path = module_tmp("onnx") / "sar2optical.onnx"
     printed = _run_cli(["export", str(sar2optical_generator[0]), "--format", "onnx", "-o", str(path)])
     return path, printed
 

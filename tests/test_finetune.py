@@ -164,14 +164,14 @@ def test_bad_options_fail_in_one_line_before_any_work(argv, message, tmp_path, c
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
+def datasets(module_tmp):
     """--data values: 12 synthetic pairs at SIZE, a folder in no known layout, and a CSV pairing a SAR
     image with a 12-band optical GeoTIFF."""
     import rasterio
 
     from keras_sar2opt.data.synthetic import write_synthetic
 
-    root = tmp_path_factory.mktemp("datasets")
+    root = module_tmp("datasets")
     write_synthetic(root / "pairs", "qxslab", 12, "qxslab", size=SIZE, seed=0, progress=False)
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("no images here\n")

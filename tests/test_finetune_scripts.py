@@ -31,11 +31,11 @@ def _train(experiment, argv):
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, pretrained_pix2pix):
+def lora_run(module_tmp, pretrained_pix2pix):
     """train_finetune_lora.py without --generator, adapters plus dec8 and head: (run folder, printed text).
 
     Its --cache holds the session's pre-training, which its options name."""
-    out = tmp_path_factory.mktemp("lora") / "run"
+    out = module_tmp("lora") / "run"
     argv = [
         *SETTINGS,
         "--epochs",
@@ -59,9 +59,9 @@ def pretrained(pretrained_pix2pix):
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory, pretrained):
+def full_run(module_tmp, pretrained):
     """train_finetune_full.py --generator (the cached one) --discriminator (a saved fresh one)."""
-    root = tmp_path_factory.mktemp("full")
+    root = module_tmp("full")
     discriminator = root / "discriminator.keras"
     pix2pix_discriminator(256).save(discriminator)
     out = root / "run"

@@ -38,10 +38,10 @@ def smooth_images(rng, count, size):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(module_tmp):
     if not REFERENCE_PYTHON.is_file():
         pytest.skip(f"no reference environment at {REFERENCE_PYTHON} (make reference-env builds it)")
-    folder = tmp_path_factory.mktemp("reference")
+    folder = module_tmp("reference")
     rng = np.random.default_rng(0)
     inputs = {
         "real_256": smooth_images(rng, SET_SIZE, 256),  # resized to 299 by both sides

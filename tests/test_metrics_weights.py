@@ -58,9 +58,9 @@ def _save_random(path, shapes, seed):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
+def weights(module_tmp):
     """{weights key: file} of random weights in each upstream layout, under the upstream file names."""
-    folder = tmp_path_factory.mktemp("weights")
+    folder = module_tmp("weights")
     shapes = {
         "fid_inception": _conv_shapes(fid_inception(), batch_norm=True),
         "alexnet": _conv_shapes(alexnet_features()),
@@ -75,17 +75,15 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_synthetic(
-        tmp_path_factory.mktemp("eval") / "qxslab", "qxslab", 30, "qxslab", size=64, seed=0, progress=False
-    )
+def data(module_tmp):
+    return write_synthetic(module_tmp("eval") / "qxslab", "qxslab", 30, "qxslab", size=64, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
+def model_path(module_tmp):
     sar = keras.Input((SIZE, SIZE, 3), name="sar")
     x = keras.layers.Conv2D(3, 3, padding="same", activation="tanh")(sar)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    path = module_tmp("model") / "tiny.keras"
     keras.Model(sar, x).save(path)
     return path
 

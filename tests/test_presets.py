@@ -70,12 +70,12 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, torch_pix2pix):
+def checkpoints(module_tmp, torch_pix2pix):
     """The served folder: a random SAR2Optical generator and discriminator saved as the hub's files,
     with the generator's PyTorch module for parity."""
     import torch
 
-    root = tmp_path_factory.mktemp("hub")
+    root = module_tmp("hub")
     module = torch_pix2pix("generator", seed=1)
     torch.save(module.state_dict(), root / GENERATOR_FILE)
     torch.save(torch_pix2pix("discriminator", seed=2).state_dict(), root / DISCRIMINATOR_FILE)
@@ -102,9 +102,9 @@ def hub(server, checkpoints, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def generator_cache(tmp_path_factory):
+def generator_cache(module_tmp):
     """One --weights-dir for the generator preset, so that it is downloaded and converted once."""
-    return tmp_path_factory.mktemp("weights")
+    return module_tmp("weights")
 
 
 @pytest.fixture

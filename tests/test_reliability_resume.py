@@ -89,9 +89,9 @@ def _max_difference(first, second):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(module_tmp):
     """A deterministic run trained straight through, and the same run killed in epoch 2 and rerun."""
-    root = tmp_path_factory.mktemp("resume")
+    root = module_tmp("resume")
     whole, killed = root / "whole", root / "killed"
     logs = {name: root / f"{name}.log" for name in ("whole", "killed", "rerun")}
     processes = []

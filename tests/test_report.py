@@ -93,8 +93,8 @@ def assert_same_numbers(markdown_rows, frame, columns):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
+def report(module_tmp):
+    root = module_tmp("report")
     data = root / "data"
     data.mkdir()
     runs = {

@@ -37,8 +37,8 @@ class _Records(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reproduce")
+def study(module_tmp):
+    root = module_tmp("reproduce")
     tensorflow_log = _Records()
     logging.getLogger("tensorflow").addHandler(tensorflow_log)
     try:

@@ -76,8 +76,8 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("mirrored") / "run"
+def run_folder(module_tmp):
+    return module_tmp("mirrored") / "run"
 
 
 @pytest.fixture(scope="module")

@@ -65,8 +65,8 @@ def test_with_overrides_keeps_defaults_for_none():
 
 
 @pytest.fixture(scope="module")
-def synthetic_batches(tmp_path_factory):
-    root = write_synthetic(tmp_path_factory.mktemp("qxslab"), "qxslab", 12, "qxslab", size=SIZE, progress=False)
+def synthetic_batches(module_tmp):
+    root = write_synthetic(module_tmp("qxslab"), "qxslab", 12, "qxslab", size=SIZE, progress=False)
     pairs = find_pairs(root).pairs
     return make_dataset(pairs[:8], SIZE, 4, training=True), make_dataset(pairs[8:], SIZE, 4, training=False)
 

@@ -27,9 +27,9 @@ HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 
 
 @pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
+def run_folder(module_tmp):
     """`python train_patchgan.py --epochs 1` at a toy size, in a fresh interpreter."""
-    out = tmp_path_factory.mktemp("runs") / "patchgan"
+    out = module_tmp("runs") / "patchgan"
     command = [
         sys.executable,
         "train_patchgan.py",
