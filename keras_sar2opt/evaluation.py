@@ -285,6 +285,7 @@ def evaluate(
     weights_dir=None,
     on_bad=None,
     progress=True,
+    loaded=None,
 ):
     """Evaluate a generator (a keras.Model, a .keras/.pth/.safetensors path or a `preset:NAME`, downloaded
     into `weights_dir` on first use) on a split of `data` and write the evaluation folder `out`; returns
@@ -298,7 +299,8 @@ def evaluate(
     into `weights_dir` (default $KERAS_HOME/keras_sar2opt/metrics) on first use unless `metric_weights`
     ({weights key: file}) gives the file.
     role: the report figure these samples stand for ("fig3", "fig4", "fig5", "fig7", "fig9"), or None.
-    sample_rows: pairs shown in samples.png.
+    sample_rows: pairs shown in samples.png. loaded: the keras.Model already read from the file
+    `model`, for a caller that evaluates one file several times (it is recorded as that file).
     """
     from keras_sar2opt.data.loading import check_reading_options, warn_about_scaling
     from keras_sar2opt.metrics.networks import NetworkMetrics, check_names, check_weights
@@ -346,7 +348,7 @@ def evaluate(
     network_metrics = NetworkMetrics(metrics, metric_weights, weights_dir, progress) if metrics else None
     if isinstance(model, (str, os.PathLike)):
         model_name = os.fspath(model) if preset_name(model) is not None else os.fspath(Path(model).resolve())
-        model = load_generator(model, upsample_mode=upsample_mode, weights_dir=weights_dir)
+        model = loaded or load_generator(model, upsample_mode=upsample_mode, weights_dir=weights_dir)
     else:
         model_name = model.name
     frame, samples, per_set = evaluate_pairs(

@@ -50,7 +50,9 @@ class Scale:
     pix2pix_batch_size: int | None
     pix2pix_steps: int | None  # steps per epoch of the Pix2Pix runs (None: one pass)
     sample_every: int  # epochs between sample grids
-    keep_all_checkpoints: bool = True  # False: finished runs keep last.keras only (to save disk)
+    # False: a run saves a checkpoint after its last epoch only and keeps last.keras only (disk and
+    # time: a Pix2Pix checkpoint is 688 MB, about 5 s to write and hash); a stage cut short starts again
+    keep_all_checkpoints: bool = True
 
     def summary(self):
         """One line of the sizes and epochs this scale trains with."""
@@ -167,6 +169,7 @@ def reproduce(
     """
     from keras_sar2opt.evaluation import evaluate
     from keras_sar2opt.finetune import finetune
+    from keras_sar2opt.model_files import load_generator
     from keras_sar2opt.reports.report import build_report
     from keras_sar2opt.training.checkpoints import CheckpointStore
     from keras_sar2opt.training.prepare import prepare_data
@@ -190,7 +193,12 @@ def reproduce(
     full = get_experiment("finetune-full").with_overrides(epochs=scale.finetune_epochs, **pix2pix_sizes)
     lora = get_experiment("finetune-lora").with_overrides(epochs=scale.lora_epochs, **pix2pix_sizes)
     lora_decoder = lora.with_overrides(also_train=LORA_DECODER)
-    run_options = {"precision": precision, "sample_every": scale.sample_every, "verbose": verbose}
+    run_options = {
+        "precision": precision,
+        "sample_every": scale.sample_every,
+        "checkpoint_every": 1 if scale.keep_all_checkpoints else None,
+        "verbose": verbose,
+    }
     pix2pix_options = {**run_options, "steps_per_epoch": scale.pix2pix_steps}
     stage = _Stages(len(gans) + 13)  # + data, pix2pix, 4 evaluations, 3 fine-tunings and theirs, report
     runs, figures = [], []
@@ -217,6 +225,7 @@ def reproduce(
     stage(f"Training pix2pix ({pix2pix.section}) on the source domain")
     pretrained = finished(train_experiment(pix2pix, source, work / "pix2pix-source", **pix2pix_options))
     generator = RunFolder(pretrained).generator_path
+    pretrained_generator = load_generator(generator)  # read once for Figures 3-5, its prediction traced once
     evaluations = work / "evaluations"
 
     def evaluation(role, name, model, data, text, **options):
@@ -232,8 +241,9 @@ def reproduce(
         source,
         "pix2pix on the source domain",
         split_file=RunFolder(pretrained).split_path,
+        loaded=pretrained_generator,
     )
-    evaluation("fig4", "fig4-target-raw", generator, target, "pix2pix on raw target SAR")
+    evaluation("fig4", "fig4-target-raw", generator, target, "pix2pix on raw target SAR", loaded=pretrained_generator)
     for convention, steps in MEDIAN_GAMMA.items():
         evaluation(
             "fig5",
@@ -242,7 +252,9 @@ def reproduce(
             target,
             f"pix2pix on median 7 + gamma 7 ({convention}) target SAR",
             preprocessing=steps,
+            loaded=pretrained_generator,
         )
+    del pretrained_generator
 
     for config, name, role in (
         (full, "finetune-full", "fig7"),

@@ -56,12 +56,14 @@ class RunOptions:
     pairs: synthetic pairs without data (of `preset`). precision: "float32" or "mixed_bfloat16".
     strategy: "none", "mirrored" or "multiworker" (the batch size is the global batch).
     steps_per_epoch: batches per epoch (the data repeats; None: one pass). sample_every: epochs
-    between sample grids. early_stopping: patience in epochs on val_g_l1, or None. on_bad: "error"
-    or "skip" for unreadable pairs. deterministic: deterministic TensorFlow ops, so that a run,
-    interrupted or not, ends with the same weights. sar_options, optical_options: how stored
-    values are scaled (`SarScaling`, `OpticalScaling` or their config.json dicts; None: by their
-    type). split_group: a regular expression naming each pair's area (`data.split_pairs`), for a
-    split that keeps every area on one side.
+    between sample grids. checkpoint_every: epochs between checkpoints, the last epoch always saved
+    (None: the last only; a run killed between saves resumes after the newest). early_stopping:
+    patience in epochs on val_g_l1, or None. on_bad: "error" or "skip" for unreadable pairs.
+    deterministic: deterministic TensorFlow ops, so that a run, interrupted or not, ends with the
+    same weights. sar_options, optical_options: how stored values are scaled (`SarScaling`,
+    `OpticalScaling` or their config.json dicts; None: by their type). split_group: a regular
+    expression naming each pair's area (`data.split_pairs`), for a split that keeps every area on
+    one side.
     """
 
     pairs: int = DEFAULT_PAIRS
@@ -70,6 +72,7 @@ class RunOptions:
     strategy: str = "none"
     steps_per_epoch: int | None = None
     sample_every: int = 5
+    checkpoint_every: int | None = 1
     tensorboard: bool = False
     early_stopping: int | None = None
     on_bad: str = "error"
@@ -97,6 +100,7 @@ class RunOptions:
         check_positive_int(self.pairs, flag("pairs"))
         check_positive_int(self.steps_per_epoch, flag("steps_per_epoch"), allow_none=True)
         check_positive_int(self.sample_every, flag("sample_every"))
+        check_positive_int(self.checkpoint_every, "checkpoint_every", allow_none=True)
         check_positive_int(self.early_stopping, flag("early_stopping"), allow_none=True)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("strategy", self.strategy, STRATEGIES)

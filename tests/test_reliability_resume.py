@@ -138,6 +138,7 @@ def test_rerun_after_sigkill_completes_with_each_epoch_once_and_the_same_weights
     store = CheckpointStore(runs["killed"] / "checkpoints")
     assert store.read() and store.finished == {"epochs": EPOCHS, "stopped_early": False}
     assert [store.verify(name).epoch for name in ("last.keras", "last.prev.keras")] == [EPOCHS, EPOCHS - 1]
+    assert not list(store.directory.glob(".*")), "restoring left its extracted weights behind"
 
 
 @pytest.mark.slow
@@ -287,3 +288,33 @@ def test_a_finished_run_can_keep_its_last_checkpoint_only(tmp_path, caplog):
     assert reopened.read() and reopened.finished == {"epochs": 2, "stopped_early": False}
     assert reopened.latest().epoch == 2
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    "every, trained, saved",
+    [
+        (1, 5, [(1, True), (2, True), (3, False), (4, False), (5, False)]),
+        (2, 5, [(2, True), (4, False), (5, False)]),  # epoch 5: the last
+        (None, 5, [(5, True)]),
+        (None, 3, [(3, True)]),  # early stopping after epoch 3 of 5: saved as training ends
+    ],
+)
+def test_epoch_checkpoints_every_n_epochs_keep_the_last_and_the_best_saved(every, trained, saved):
+    from keras_sar2opt.training.callbacks import EpochCheckpoint
+
+    class Store:
+        def __init__(self):
+            self.saves = []
+
+        def save(self, model, epoch, best=False):
+            self.saves.append((epoch, best))
+
+    store = Store()
+    callback = EpochCheckpoint(store, "val_g_l1", every=every)
+    callback.set_params({"epochs": 5})
+    callback.set_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    for epoch, value in enumerate([0.5, 0.1, 0.3, 0.2, 0.4][:trained]):
+        callback.on_epoch_end(epoch, {"val_g_l1": value})
+    callback.on_train_end()
+    # best.keras: a new minimum among the epochs saved.
+    assert store.saves == saved

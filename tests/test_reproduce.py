@@ -66,8 +66,9 @@ def test_every_stage_writes_its_run_or_evaluation_folder(study):
         "finetune-lora-dec8-head",
     ):
         assert (work / run / "generator.keras").is_file(), run
-        # Finished runs keep their last checkpoint only, as the quick scale does.
+        # Finished runs saved and keep their last checkpoint only, as the quick scale does.
         assert sorted(p.name for p in (work / run / "checkpoints").iterdir()) == ["last.keras", "manifest.json"]
+        assert json.loads((work / run / "config.json").read_text())["run"]["checkpoint_every"] is None
     lora = json.loads((work / "finetune-lora-dec8-head" / "config.json").read_text())
     assert lora["experiment"]["also_train"] == ["dec8", "head"]
     assert lora["finetune"]["generator"] == str((work / "pix2pix-source" / "generator.keras").resolve())

@@ -93,21 +93,39 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the model into a `CheckpointStore` after every epoch: last.keras, and best.keras when
-    `monitor` reaches a new minimum. `best`: the minimum of the epochs already trained."""
+    """Saves the model into a `CheckpointStore`: last.keras after every `every` epochs and after the
+    last epoch trained (`every=None`: after the last one only), and best.keras when `monitor` reaches
+    a new minimum among the saved epochs. `best`: the minimum of the epochs already trained.
 
-    def __init__(self, store, monitor, best=math.inf):
+    A run killed between saves resumes after the newest saved epoch.
+    """
+
+    def __init__(self, store, monitor, best=math.inf, every=1):
         super().__init__()
         self.store = store
         self.monitor = monitor
         self.best = best
+        self.every = every
+        self.unsaved = None  # (epoch, logs) of the newest epoch trained and not saved
 
     def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        if number == self.params.get("epochs") or (self.every is not None and number % self.every == 0):
+            self._save(epoch, logs)
+        else:
+            self.unsaved = (epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self.unsaved is not None:  # early stopping ended the run between saves
+            self._save(*self.unsaved)
+
+    def _save(self, epoch, logs):
         value = (logs or {}).get(self.monitor)
         improved = value is not None and float(value) < self.best
         if improved:
             self.best = float(value)
         self.store.save(self.model, epoch + 1, best=improved)
+        self.unsaved = None
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -142,7 +142,8 @@ def make_callbacks(folder, store, sample_batch, options, history):
     progress bar.
 
     NonFiniteGuard (stops at a NaN/inf loss before anything of that epoch is saved), HistoryCSV,
-    EpochCheckpoint (last and best by val_g_l1 into `store`), SampleGrid, and optionally
+    EpochCheckpoint (last and best by val_g_l1 into `store`, every `options.checkpoint_every`
+    epochs), SampleGrid, and optionally
     TensorBoard and early stopping on val_g_l1. `history`: the rows of the epochs already trained.
     """
     import keras
@@ -159,7 +160,7 @@ def make_callbacks(folder, store, sample_batch, options, history):
     callbacks = [
         NonFiniteGuard(store.describe_last),
         HistoryCSV(folder.history_path, history),
-        EpochCheckpoint(store, MONITOR, best=min(past, default=math.inf)),
+        EpochCheckpoint(store, MONITOR, best=min(past, default=math.inf), every=options.checkpoint_every),
         SampleGrid(*sample_batch, folder.samples, every=options.sample_every),
     ]
     if options.tensorboard:
