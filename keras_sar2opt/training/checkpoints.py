@@ -15,6 +15,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "keras_sar2opt.checkpoints/1"
 LAST, PREVIOUS, BEST = "last.keras", "last.prev.keras", "best.keras"
+KERAS_WEIGHTS = "model.weights.h5"  # the weights inside a .keras archive
 # Copies on disk at the peak of a save: last, previous, best and the one being written.
 COPIES = 4
 
@@ -217,13 +221,22 @@ class CheckpointStore:
 
     def restore(self, model, checkpoint):
         """Load a verified checkpoint's weights, optimiser state and seed states into `model`."""
+        # Keras reads weights straight out of the .keras archive, seeking through its zip stream:
+        # 25-30 s for a Pix2Pix checkpoint, against about a second from the extracted weights file.
+        # The stray-file sweep of latest() removes an extracted copy that a killed process left.
+        handle, weights = tempfile.mkstemp(prefix=".restore.tmp-", suffix=".weights.h5", dir=self.directory)
         try:
-            model.load_weights(checkpoint.path)
+            with zipfile.ZipFile(checkpoint.path) as archive, archive.open(KERAS_WEIGHTS) as source:
+                with os.fdopen(handle, "wb") as target:
+                    shutil.copyfileobj(source, target, 1 << 22)
+            model.load_weights(weights)
         except Exception as error:  # a checkpoint of another model, or one Keras cannot read
             reason = " ".join(str(error).split())[:300]
             raise Sar2OptError(
                 f"Expected {checkpoint.path} to hold this run's model, received one that does not load ({reason})"
             ) from None
+        finally:
+            os.unlink(weights)
         seeds = seed_state_variables(model)
         if len(seeds) != len(checkpoint.seed_states):
             raise Sar2OptError(
