@@ -21,6 +21,9 @@ def test_table_6_counts_disjoint_and_complete():
     names = [p.name for part in split.values() for p in part]
     assert sorted(names) == sorted(p.name for p in pairs)
     assert {k: len(v) for k, v in split_pairs(fake_pairs(10)).items()} == {"train": 8, "val": 1, "test": 1}
+    # A handful of real pairs (QXSLAB-SAROPT's 7 samples) still trains and validates.
+    assert {k: len(v) for k, v in split_pairs(fake_pairs(7)).items()} == {"train": 5, "val": 1, "test": 1}
+    assert {k: len(v) for k, v in split_pairs(fake_pairs(2)).items()} == {"train": 2, "val": 0, "test": 0}
     assert {k: len(v) for k, v in split_pairs(fake_pairs(30), fractions=(0.5, 0.3, 0.2)).items()} == {
         "train": 15,
         "val": 9,

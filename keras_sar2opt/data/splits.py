@@ -25,15 +25,17 @@ def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
     Each pair's place in the order depends only on its name and the seed (a keyed hash), so the
     split does not depend on the order pairs come in, and adding or removing pairs moves none of
     the others to another side beyond the few at the cuts. Val and test get floor(n * fraction)
-    pairs each; train gets the rest (20,000 -> 16,000 / 2,000 / 2,000 as in Table 6). group: a
-    regular expression whose first group (or whole match) in a pair's name names its scene or
-    area; whole areas are then taken in their seeded order and dealt to val and test until each
+    pairs each, at least one from three pairs on; train gets the rest (20,000 -> 16,000 / 2,000 /
+    2,000 as in Table 6). group: a regular expression whose first group (or whole match) in a
+    pair's name names its scene or area; whole areas are then taken in their seeded order and dealt to val and test until each
     holds its share, the rest to train, so that no area is on two sides.
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise Sar2OptError(f"Expected three non-negative split fractions summing to 1, received {fractions}")
-    n_val, n_test = (math.floor(len(pairs) * f + 1e-9) for f in fractions[1:])
+    # Under ten pairs a tenth rounds down to none; from three pairs on, val and test still get one each.
+    smallest = int(len(pairs) >= 3)
+    n_val, n_test = (max(math.floor(len(pairs) * f + 1e-9), smallest if f > 0 else 0) for f in fractions[1:])
     if group is None:
         shuffled = sorted(pairs, key=lambda pair: _seeded_rank(pair.name, seed))
         n_train = len(shuffled) - n_val - n_test
