@@ -27,8 +27,8 @@ def split_pairs(pairs, seed=0, fractions=(0.8, 0.1, 0.1), group=None):
     the others to another side beyond the few at the cuts. Val and test get floor(n * fraction)
     pairs each, at least one from three pairs on; train gets the rest (20,000 -> 16,000 / 2,000 /
     2,000 as in Table 6). group: a regular expression whose first group (or whole match) in a
-    pair's name names its scene or area; whole areas are then taken in their seeded order and dealt to val and test until each
-    holds its share, the rest to train, so that no area is on two sides.
+    pair's name names its scene or area; whole areas are then taken in their seeded order and dealt
+    to val and test until each holds its share, the rest to train, so that no area is on two sides.
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
