@@ -50,7 +50,6 @@ class Preset:
     sha256: str | None
     epochs: int
     metric: str | None = None
-    metric_source: str | None = None
     input: str = INPUT
     image_size: int = IMAGE_SIZE
 
@@ -80,7 +79,6 @@ PRESETS = {
             "5bdc6bf9b29986860d6537265280bb47b74f85ebe1222256ddc59acce3a743b3",
             180,
             "FID 185.04 on SEN1-2",
-            SOURCE,
         ),
         Preset(
             "sar2optical_gen_265",
@@ -90,7 +88,6 @@ PRESETS = {
             "77eadd8249d2268d591466057cef11b620021611428ca30eacd9d1d567746d4d",
             265,
             "FID 189.81 on SEN1-2",
-            SOURCE,
         ),
         Preset(
             "sar2optical_gen_295",
@@ -100,7 +97,6 @@ PRESETS = {
             "dd31ac16d59221bdc13800e684c05edfe904461dd7cbcb657f6ce0927d9da8d5",
             295,
             "FID 187.73 on SEN1-2",
-            SOURCE,
         ),
         Preset(
             "sar2optical_disc_180",

@@ -181,12 +181,6 @@ class RunFolder:
         folder = next((f for f in (path, path.parent, path.parent.parent) if (f / CONFIG).is_file()), None)
         return None if folder is None else cls(folder)
 
-    @classmethod
-    def of_split_file(cls, split_file):
-        """The training run whose split.json `split_file` is, or None (another split file)."""
-        folder = cls(Path(split_file).parent)
-        return folder if folder.config_path.is_file() and Path(split_file).name == SPLIT else None
-
     def exists(self):
         return self.config_path.is_file()
 
