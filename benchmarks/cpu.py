@@ -1,7 +1,7 @@
 """The CPU benchmark behind `sar2opt benchmark`: the Keras and PyTorch measurements of one run, in order.
 
 First, what users run, each in a fresh process (`benchmarks.paths`). Then, in this process, it times
-the Pix2Pix train step through `AdversarialModel.fit`, fed by `make_dataset` from a synthetic tree on
+the Pix2Pix train step through `AdversarialModel.fit`, fed by `training_batches` from a synthetic tree on
 disk and by a constant in-memory batch; generator inference; the report's GAN (Table 5 + Table 3);
 each in float32 and mixed_bfloat16; the same Pix2Pix step and inference in PyTorch
 (`benchmarks.torch_pix2pix`, float32 and bfloat16 autocast); and a matrix-multiply ceiling.

@@ -25,10 +25,14 @@ from keras_sar2opt.hardware import ONEDNN_VARIABLE
 
 TORCH = "torch"  # the PyTorch process of each workload
 WORKLOADS = ("pix2pix-inference", "pix2pix-fit", "report-gan-fit")
+# Another workload timed in the same rounds as a workload, in a library-path process: fit()'s cost
+# over train_on_batch on the same stream of batches.
+COMPANIONS = {"pix2pix-fit": "pix2pix-train-on-batch"}
 DESCRIPTIONS = {
-    "pix2pix-fit": "Pix2Pix train step, fit() from make_dataset",
+    "pix2pix-fit": "Pix2Pix train step, fit() from training_batches",
+    "pix2pix-train-on-batch": "Pix2Pix train step, train_on_batch from training_batches",
     "pix2pix-inference": "Pix2Pix generator inference, predict_on_batch",
-    "report-gan-fit": "report GAN (Tables 5 + 3) train step, fit() from make_dataset",
+    "report-gan-fit": "report GAN (Tables 5 + 3) train step, fit() from training_batches",
 }
 INFERENCE_BATCH = 4  # translate's default batch of tiles
 PAUSE = 1.0  # seconds between blocks: PyTorch's OpenMP threads stop spinning
@@ -103,7 +107,8 @@ def _batch(workload, settings):
 
 
 def measure(workload, settings, paths, data, torch=True):
-    """PathTiming of each path (and PyTorch's last) for `workload`, from settings.repeats rounds of blocks."""
+    """PathTiming of each path, then of the workload's companion in a library process (COMPANIONS)
+    and of PyTorch, for `workload`, from settings.repeats rounds of blocks."""
     worker_settings = {
         "train_batch": settings.train_batch,
         "inference_batch": INFERENCE_BATCH,
@@ -113,19 +118,22 @@ def measure(workload, settings, paths, data, torch=True):
         "pairs": max(settings.pairs, settings.train_batch, settings.report_gan_batch),  # a full batch at least
     }
     batch = _batch(workload, settings)
+    processes = [(path, workload) for path in paths]
+    processes += [("library", COMPANIONS[workload])] if workload in COMPANIONS else []
+    keras_processes = len(processes)
+    processes += [(TORCH, workload)] if torch else []
     workers = []
     try:
-        for path in (*paths, *((TORCH,) if torch else ())):
-            workers.append(Worker(path, workload, data, worker_settings))
+        for path, name in processes:
+            workers.append(Worker(path, name, data, worker_settings))
         # A probe call in each process sizes the blocks: the same number of calls everywhere.
         slowest = max(worker.block(1) for worker in workers)
         calls = max(settings.steps, round(settings.block_seconds / slowest))
-        timings = [PathTiming(workload, path, batch, worker.runtime) for path, worker in zip(paths, workers)]
-        if torch:
-            timings.append(PathTiming(workload, TORCH, batch, workers[-1].runtime))
+        timings = [PathTiming(name, path, batch, worker.runtime) for (path, name), worker in zip(processes, workers)]
         for round_ in range(settings.repeats):
             # Each round starts with the next Keras process: none always runs first, after the last PyTorch block.
-            order = [(round_ + i) % len(paths) for i in range(len(paths))] + list(range(len(paths), len(workers)))
+            order = [(round_ + i) % keras_processes for i in range(keras_processes)]
+            order += list(range(keras_processes, len(workers)))
             for index in order:
                 timing, worker = timings[index], workers[index]
                 time.sleep(PAUSE)

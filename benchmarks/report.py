@@ -55,15 +55,19 @@ def path_target_values(results):
         timing = _path_timing(results, workload, path)
         return timing.ratio if timing is not None else math.nan
 
-    library, cli = (_path_timing(results, "pix2pix-fit", path) for path in ("library", "cli"))
-    same_path = (
-        statistics.median(a / b for a, b in zip(library.rates, cli.rates))
-        if library is not None and cli is not None
-        else math.nan
-    )
+    def per_round(first, second):
+        """The median over rounds of first's rate over second's, two (workload, path) timed in the same rounds."""
+        a, b = _path_timing(results, *first), _path_timing(results, *second)
+        return statistics.median(x / y for x, y in zip(a.rates, b.rates)) if a and b else math.nan
+
+    fit = ("pix2pix-fit", "library")
     return [
-        (Target("Pix2Pix fit, library path / CLI path", 1.0, tolerance=NOISE), same_path),
-        (Target("Pix2Pix fit() from make_dataset b4, library path / PyTorch", 1.2), ratio("pix2pix-fit")),
+        (Target("Pix2Pix fit, library path / CLI path", 1.0, tolerance=NOISE), per_round(fit, ("pix2pix-fit", "cli"))),
+        (
+            Target("Pix2Pix fit() / train_on_batch, same batches, library path", 1.0 - NOISE),
+            per_round(fit, ("pix2pix-train-on-batch", "library")),
+        ),
+        (Target("Pix2Pix fit() from training_batches b4, library path / PyTorch", 1.2), ratio("pix2pix-fit")),
         (Target("Pix2Pix inference b4 predict_on_batch, library path / PyTorch", 1.6), ratio("pix2pix-inference")),
         (Target("report GAN fit() b32 (Tables 5 + 3), library path / PyTorch", 1.0), ratio("report-gan-fit")),
     ]
@@ -284,7 +288,9 @@ def paths_section(results):
         "TensorFlow before the package; `benchmark-process` sets the process up as the in-process rows below "
         "(`timing.configure`: its threads, PyTorch loaded). "
         "The kernels are what TensorFlow reports it enabled in that process. "
-        "Train steps: fit() as `sar2opt train` runs it, fed by `make_dataset` from synthetic pairs on disk; "
+        "Train steps: fit() as `sar2opt train` runs it, fed by `data.pipeline.training_batches` from synthetic "
+        "pairs on disk, with the run's per-step callback (the NaN guard); `train_on_batch`: a library process "
+        "timed in the same rounds, calling `model.train_on_batch` on batches of the same stream; "
         "PyTorch: the same networks and losses on constant tensors (`benchmarks.torch_pix2pix`, "
         "`benchmarks.torch_report_gan`). Processes run whole blocks in turn, never single steps "
         "interleaved; a ratio is the median over rounds of a block's rate over the PyTorch block of the same "
@@ -305,8 +311,9 @@ def throughput_section(results):
         f"warm-up calls (fewer single calls where one call is slow: at most {settings.budget:.0f} s timed per "
         "measurement). Train steps: `AdversarialModel.fit` compiled as the `pix2pix` experiment (Adam 2e-4, "
         "β (0.5, 0.999), BCE on logits + 100·L1, D then G) and the `patchgan` experiment (Tables 5 and 3); "
-        f"fed by `make_dataset` (shuffle, flips/rotations) from {settings.pairs} synthetic pairs on disk, or "
-        "by one of its batches held constant in memory. PyTorch: the same networks "
+        "fed by `data.pipeline.training_batches` (a seeded shuffle, flips/rotations) from "
+        f"{settings.pairs} synthetic pairs on disk, or by one of its batches held constant in memory. "
+        "PyTorch: the same networks "
         "(`convert.torch_reference`), the same losses and optimisers, D then G, on constant tensors; "
         "bf16 is `torch.autocast('cpu', dtype=torch.bfloat16)`. Inference: eval mode on a constant batch, "
         "the result copied to NumPy.",

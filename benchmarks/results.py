@@ -13,7 +13,7 @@ PIX2PIX_TRAIN = "pix2pix train step"
 PIX2PIX_TRAIN_XLA = "pix2pix train step, XLA"
 PIX2PIX_INFERENCE = "pix2pix inference"
 REPORT_GAN_TRAIN = "report GAN train step"
-DISK, CONSTANT, MEMORY = "disk (make_dataset)", "constant batch", "in memory"
+DISK, CONSTANT, MEMORY = "disk (training_batches)", "constant batch", "in memory"
 
 
 @dataclasses.dataclass

@@ -2,7 +2,8 @@
 
 `python -m benchmarks.worker PATH WORKLOAD DATA`, run by benchmarks.paths with TF_ENABLE_ONEDNN_OPTS
 removed from the environment, as for a user who set nothing. PATH is one of paths.PATHS; WORKLOAD
-one of paths.WORKLOADS; DATA the synthetic dataset folder (written by the first process that needs it).
+one of paths.WORKLOADS or paths.COMPANIONS; DATA the synthetic dataset folder (written by the first
+process that needs it).
 One JSON object per line: after warm-up the worker prints {"ready": what ran}; then for each line
 {"calls": N} it reads, it runs N calls (train steps or inference batches) and prints
 {"seconds": wall, "cpu": this process's CPU seconds}; an empty line or end of input stops it.
@@ -53,33 +54,33 @@ def synthetic_pairs(data, count, size):
     from keras_sar2opt.data import find_pairs
     from keras_sar2opt.data.synthetic import write_synthetic
 
-    if not os.path.isdir(data):  # 256-px tiles, resized by make_dataset for the report's 128-px GAN
+    if not os.path.isdir(data):  # 256-px tiles, resized by the pipeline for the report's 128-px GAN
         write_synthetic(data, "qxslab", count, "qxslab", size=size, progress=False)
     return find_pairs(data).pairs
 
 
 def disk_training_data(pairs, config):
-    """Endless training batches of `config` read from disk by make_dataset."""
-    from keras_sar2opt.data import make_dataset
+    """Endless training batches of `config` read from disk, the stream `sar2opt train` feeds fit()."""
+    from keras_sar2opt.data.pipeline import training_batches
 
-    return make_dataset(
-        pairs,
-        config.image_size,
-        config.batch_size,
-        training=True,
-        seed=config.seed,
-        augment=config.augment,
-    ).repeat()
+    return training_batches(pairs, config.image_size, config.batch_size, seed=config.seed, augment=config.augment)
 
 
-def _keras_fit(config, pairs, serve):
-    """fit() as `sar2opt train` runs it, fed by make_dataset from disk; `serve` times its steps."""
+def _keras_model(config):
     import keras
 
     from keras_sar2opt.training.run import build_adversarial_model
 
     keras.utils.set_random_seed(config.seed)
-    model = build_adversarial_model(config)
+    return build_adversarial_model(config)
+
+
+def _keras_fit(config, pairs, serve):
+    """fit() as `sar2opt train` runs it, fed by its stream of batches from disk, with its per-step
+    callbacks; `serve` times its steps."""
+    import keras
+
+    model = _keras_model(config)
     dataset = disk_training_data(pairs, config)
 
     class Blocks(keras.callbacks.Callback):
@@ -98,7 +99,27 @@ def _keras_fit(config, pairs, serve):
                 else:
                     self.until += calls
 
-    model.fit(dataset, epochs=1, steps_per_epoch=10**9, verbose=0, callbacks=[Blocks()])
+    model.fit(dataset, epochs=1, steps_per_epoch=10**9, verbose=0, callbacks=[*_run_callbacks(), Blocks()])
+
+
+def _run_callbacks():
+    """The callbacks of a run (training.run.make_callbacks) that act at every step: the NaN guard.
+    The others act at an epoch's end, which the worker's single long epoch never reaches."""
+    from keras_sar2opt.training.callbacks import NonFiniteGuard
+
+    return [NonFiniteGuard()]
+
+
+def _keras_train_on_batch(config, pairs):
+    """model.train_on_batch on the batches fit() gets (the same stream, pulled in Python)."""
+    model = _keras_model(config)
+    batches = iter(disk_training_data(pairs, config))
+
+    def call():
+        sar, optical = next(batches)
+        return model.train_on_batch(sar, optical)
+
+    return call
 
 
 def _keras_inference(size, batch):
@@ -164,12 +185,16 @@ def main(path, workload, data, settings):
     else:
         from keras_sar2opt.experiments import PATCHGAN, PIX2PIX
 
-        if workload == "pix2pix-fit":
+        if workload.startswith("pix2pix-"):
             config = PIX2PIX.with_overrides(batch_size=settings["train_batch"], image_size=settings["pix2pix_size"])
         else:
             batch, size = settings["report_gan_batch"], settings["report_gan_size"]
             config = PATCHGAN.with_overrides(batch_size=batch, image_size=size)
-        _keras_fit(config, synthetic_pairs(data, settings["pairs"], settings["pix2pix_size"]), serve)
+        pairs = synthetic_pairs(data, settings["pairs"], settings["pix2pix_size"])
+        if workload == "pix2pix-train-on-batch":
+            _serve_calls(_keras_train_on_batch(config, pairs), serve)
+        else:
+            _keras_fit(config, pairs, serve)
 
 
 if __name__ == "__main__":

@@ -243,17 +243,20 @@ def test_paths_section_and_targets_come_from_the_per_round_rates():
         path: paths.PathTiming("pix2pix-fit", path, 4, runtime, rates, [3.0], ratios)
         for path, rates, ratios in (("library", [1.0, 1.2], [1.25, 1.3]), ("cli", [1.0, 1.0], [1.25, 1.1]))
     }
+    train_on_batch = paths.PathTiming("pix2pix-train-on-batch", "library", 4, runtime, [1.0, 1.25], [3.0], [1.3])
     inference = paths.PathTiming("pix2pix-inference", "library", 4, runtime, [6.0], [3.0], [1.5])
-    measured = results.Results(timing.Settings(), {}, paths=[*fit.values(), inference])
+    measured = results.Results(timing.Settings(), {}, paths=[*fit.values(), train_on_batch, inference])
     values = {target.name: (value, target.met(value)) for target, value in report.path_target_values(measured)}
     assert values["Pix2Pix fit, library path / CLI path"] == (pytest.approx(1.1), False)  # median of 1.0 and 1.2
-    assert values["Pix2Pix fit() from make_dataset b4, library path / PyTorch"] == (pytest.approx(1.275), True)
+    assert values["Pix2Pix fit() / train_on_batch, same batches, library path"] == (pytest.approx(0.98), True)
+    assert values["Pix2Pix fit() from training_batches b4, library path / PyTorch"] == (pytest.approx(1.275), True)
     assert values["Pix2Pix inference b4 predict_on_batch, library path / PyTorch"] == (1.5, False)
     value, met = values["report GAN fit() b32 (Tables 5 + 3), library path / PyTorch"]
     assert math.isnan(value) and met is None
     text = "\n".join(report.paths_section(measured))
-    row = "| Pix2Pix train step, fit() from make_dataset | 4 | library | oneDNN on (TF_ENABLE_ONEDNN_OPTS=1), all |"
+    row = "| Pix2Pix train step, fit() from training_batches | 4 | library | oneDNN on (TF_ENABLE_ONEDNN_OPTS=1), all |"
     assert row in text
+    assert "| Pix2Pix train step, train_on_batch from training_batches | 4 | library |" in text
 
 
 @pytest.mark.torch

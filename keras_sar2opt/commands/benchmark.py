@@ -29,10 +29,10 @@ def register(subparsers):
         help="time training and inference against the PyTorch SAR2Optical networks",
         description="Time, in one run: what users run, each in a fresh process started as a script "
         "(--paths library), the sar2opt command (cli) or otherwise, with the TensorFlow kernels enabled in "
-        "it: Pix2Pix fit() from make_dataset, generator inference through predict_on_batch and the "
-        "report's GAN against PyTorch, in whole alternating blocks; then, in this process, "
+        "it: Pix2Pix fit() from the training stream (and train_on_batch on it), generator inference through "
+        "predict_on_batch and the report's GAN against PyTorch, in whole alternating blocks; then, in this process, "
         "the Pix2Pix train step through AdversarialModel.fit fed from disk "
-        "by make_dataset and by a constant batch, generator inference at batch 1, 4 and 32, the report's "
+        "by the training stream and by a constant batch, generator inference at batch 1, 4 and 32, the report's "
         "GAN (Tables 5 + 3) at batch 32, in float32 and mixed_bfloat16; the same Pix2Pix step and "
         "inference in PyTorch (float32 and bf16 autocast); and a matrix-multiply ceiling. Prints a table "
         "(img/s, Keras/PyTorch, FLOPs, achieved GFLOP/s and its fraction of the ceiling) and writes it "
