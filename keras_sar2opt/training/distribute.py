@@ -1,9 +1,11 @@
 """Where and in which precision a run computes: its distribution strategy, dtype policy and determinism."""
 
+import atexit
 import contextlib
 import functools
 import logging
 import os
+import sys
 
 from keras_sar2opt.errors import Sar2OptError
 
@@ -61,16 +63,39 @@ def start_processes(coordinator=None, num_processes=None, process_id=None):
     except (ValueError, RuntimeError) as error:
         reason = " ".join(str(error).split())[:300]
         raise Sar2OptError(f"Expected to join the JAX job of coordinator {coordinator}, received {reason}") from None
+    atexit.register(_end_lost_job)  # after JAX's own exit handlers, so that it runs before them
     return True
 
 
-def _cluster_resolver():
+_lost_job = []  # holds True once a process of this process's JAX job was lost
+
+
+def leave_lost_job():
+    """Make this process, part of a multi-process JAX job that lost a process, end at exit without
+    jax.distributed's shutdown: its barrier would wait for the dead process (300 s) and then abort with
+    a C++ stack trace after the run's one-line error."""
+    _lost_job.append(True)
+
+
+def _end_lost_job():
+    if _lost_job:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def cluster_resolver():
     """The TensorFlow cluster: TF_CONFIG when set, else the tasks of a Slurm job step (srun)."""
     import tensorflow as tf
 
     if "TF_CONFIG" not in os.environ and "SLURM_STEP_NUM_TASKS" in os.environ:
+        slurm = tf.distribute.cluster_resolver.SlurmClusterResolver
         gpus = len(tf.config.list_physical_devices("GPU"))
-        return tf.distribute.cluster_resolver.SlurmClusterResolver(gpus_per_node=gpus, auto_set_gpu=gpus > 0)
+        if gpus:
+            return slurm(gpus_per_node=gpus)  # each task sees its share of the node's GPUs
+        # The resolver lists one task per GPU slice of a node, so none on a node without GPUs; one
+        # notional GPU per task, never made visible, lists every task.
+        return slurm(gpus_per_node=int(os.environ["SLURM_STEP_NUM_TASKS"]), gpus_per_task=1, auto_set_gpu=False)
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
 
 
@@ -98,7 +123,7 @@ def make_strategy(name):
     if name == "multiworker":
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT)
         try:
-            resolver = _cluster_resolver()
+            resolver = cluster_resolver()
             return tf.distribute.MultiWorkerMirroredStrategy(resolver, communication_options=options)
         except (ValueError, RuntimeError, KeyError) as error:  # a malformed TF_CONFIG or Slurm environment
             raise Sar2OptError(
@@ -115,9 +140,9 @@ def worker_position(strategy):
 
         return jax.process_index(), jax.process_count()
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+    jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}  # sets a Slurm resolver's task
+    if not jobs or not resolver.task_type:
         return 0, 1
-    jobs = resolver.cluster_spec().as_dict()
     tasks = [(job, index) for job in ("chief", "worker") for index in range(len(jobs.get(job, ())))]
     return tasks.index((resolver.task_type, resolver.task_id)), len(tasks)
 

@@ -11,7 +11,9 @@ model's own `train_step` and `test_step` under `strategy.run`, with the same cal
 once Keras fixes that issue (docs/distributed.md).
 """
 
+import functools
 import gc
+import re
 
 import keras
 import numpy as np
@@ -23,7 +25,30 @@ class WorkerLost(Sar2OptError):
     """Another worker of a multi-worker run stopped answering."""
 
 
-def share_chief_state(strategy, model, variables, done, finished):
+def restore_on_chief(strategy, variables, restore):
+    """restore(), which loads the chief's checkpoint into `variables`: only the chief reads the run
+    folder, and share_chief_state then gives the checkpoint to every worker.
+
+    On JAX across processes the variables hold the checkpoint as arrays of the chief's own devices
+    until then: an assignment to a variable laid out over the global device mesh checks that every
+    process assigns the same value (jax.device_put), a collective operation that the other
+    processes, which read no checkpoint, would never join. Keras has no public way to assign
+    without the layout, hence each variable's `_layout`, set aside for the restore."""
+    from keras_sar2opt.training.distribute import worker_position
+
+    if keras.backend.backend() != "jax" or worker_position(strategy)[1] == 1:
+        return restore()
+    layouts = [variable._layout for variable in variables]
+    for variable in variables:
+        variable._layout = None
+    try:
+        return restore()
+    finally:
+        for variable, layout in zip(variables, layouts):
+            variable._layout = layout
+
+
+def share_chief_state(strategy, variables, done, finished):
     """Give every worker the chief's `variables` (what a checkpoint restores) and its (epochs done,
     finished) and return those two: only the chief read the run folder's checkpoint, and a worker
     on another machine has no copy of it. A no-op in a run of one process."""
@@ -36,9 +61,10 @@ def share_chief_state(strategy, model, variables, done, finished):
         from jax.experimental import multihost_utils
 
         values = [keras.ops.convert_to_numpy(variable) for variable in variables] + [np.int64([done, finished])]
-        values = multihost_utils.broadcast_one_to_all(values, is_source=chief)
+        broadcast = functools.partial(multihost_utils.broadcast_one_to_all, values, is_source=chief)
     else:
-        values = _broadcast_tf(strategy, [*variables, np.int64([done, finished])], chief)
+        broadcast = functools.partial(_broadcast_tf, strategy, [*variables, np.int64([done, finished])], chief)
+    values = collectively(strategy, "sharing the chief's checkpoint", broadcast)
     for variable, value in zip(variables, values):
         variable.assign(np.asarray(value).astype(variable.dtype))
     done, finished = (int(value) for value in values[-1])
@@ -61,7 +87,7 @@ def _broadcast_tf(strategy, values, chief):
         masked = [tensor if chief else tf.zeros_like(tensor) for tensor in tensors]
         return [context.all_reduce("sum", [masked[i] for i in indices]) for indices in groups.values()]
 
-    sums = collectively(strategy, "sharing the chief's checkpoint", tf.function(lambda: strategy.run(replica_sums)))
+    sums = tf.function(lambda: strategy.run(replica_sums))()
     shared = [None] * len(values)
     for indices, group in zip(groups.values(), sums):
         for index, tensor in zip(indices, group):
@@ -69,25 +95,54 @@ def _broadcast_tf(strategy, values, chief):
     return shared
 
 
-def collectively(strategy, where, function, *args):
-    """function(*args), whose collective operations need every worker: one that died or timed out
-    makes it raise one WorkerLost line naming `where` it happened."""
+# What a JAX collective says when a process of the job died: gloo (CPUs) or NCCL (GPUs) lost its
+# connection, or the runtime gave up waiting. JAX raises it as a JaxRuntimeError, or as the
+# ValueError of a helper that gathers across processes, with the runtime's status code first.
+JAX_LOST = re.compile(r"^(UNAVAILABLE|DEADLINE_EXCEEDED|ABORTED|CANCELLED):|\b(Gloo|NCCL)\b.* failed")
+
+
+def _lost_worker_reason(error):
+    """The message of `error` when it is a collective operation failing for want of another worker
+    (or process, on JAX), else None."""
+    if keras.backend.backend() == "jax":
+        return str(error) if JAX_LOST.search(str(error)) else None
     import tensorflow as tf
 
-    from keras_sar2opt.training.distribute import worker_position
+    errors = tf.errors
+    lost = (errors.UnavailableError, errors.DeadlineExceededError, errors.CancelledError, errors.AbortedError)
+    return error.message if isinstance(error, lost) else None
 
-    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
+
+def collectively(strategy, where, function, *args):
+    """function(*args), whose collective operations need every worker (every process, on JAX): one
+    that died or timed out makes it raise one WorkerLost line naming `where` it happened (a string,
+    or a callable that says it at the time). Just function(*args) in a run of one process.
+
+    On JAX the process then ends without jax.distributed's shutdown barrier, which would wait for
+    the dead process and abort with a stack trace (`distribute.leave_lost_job`)."""
+    from keras_sar2opt.training.distribute import leave_lost_job, worker_position
+
+    index, count = worker_position(strategy)
+    if count == 1:
+        return function(*args)
     try:
         return function(*args)
-    except lost + (tf.errors.AbortedError,) as error:
-        reason = " ".join(error.message.split())[:160]
+    except Exception as error:  # re-raised below unless a collective lost a worker
+        reason = _lost_worker_reason(error)
+        if reason is None:
+            raise
+        reason = " ".join(reason.split())[:160]
     # Raised once the error and its frames are gone: an eager all-reduce that failed leaves its thread
     # pool to them, which then closes now rather than with a traceback at the interpreter's exit.
     gc.collect()
-    index, count = worker_position(strategy)
+    jax = keras.backend.backend() == "jax"
+    noun, nouns = ("process", "processes") if jax else ("worker", "workers")
+    if jax:
+        leave_lost_job()
+    where = where() if callable(where) else where
     raise WorkerLost(
-        f"Expected all {count} workers to train together, received a lost worker while {where} on worker "
-        f"{index} ({reason}); rerun every worker's command to resume after the last saved epoch"
+        f"Expected all {count} {nouns} to train together, received a lost {noun} while {where} on {noun} "
+        f"{index} ({reason}); rerun every {noun}'s command to resume after the last saved epoch"
     )
 
 

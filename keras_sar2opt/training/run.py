@@ -15,6 +15,7 @@ last completed epoch with the model, optimiser and random-seed states and the sa
 """
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -216,7 +217,7 @@ def _fit(run, model, store, done, history, verbose):
     from keras_sar2opt.data.pipeline import training_batches
     from keras_sar2opt.training.callbacks import HistoryCSV
     from keras_sar2opt.training.distribute import worker_position
-    from keras_sar2opt.training.multiworker import fit_across_workers
+    from keras_sar2opt.training.multiworker import collectively, fit_across_workers
 
     config, options = run.config, run.options
     steps = options.steps_per_epoch or len(run.split["train"]) // config.batch_size
@@ -234,11 +235,13 @@ def _fit(run, model, store, done, history, verbose):
     sample_batch = [keras.ops.convert_to_numpy(images) for images in reading_data(next, iter(samples))]
     callbacks = make_callbacks(run.folder, store, sample_batch, options, history)
     fit = {"epochs": config.epochs, "initial_epoch": done, "callbacks": callbacks, "verbose": fit_verbosity(verbose)}
+    history_csv = next(c for c in callbacks if isinstance(c, HistoryCSV))
     if keras.backend.backend() == "tensorflow" and worker_position(run.strategy)[1] > 1:
         reading_data(fit_across_workers, model, run.strategy, train, val, steps=steps, **fit)  # keras#20585
     else:  # the stream shuffles itself, seeded by position
-        reading_data(model.fit, train, validation_data=val, steps_per_epoch=steps, shuffle=False, **fit)
-    trained = next(c for c in callbacks if isinstance(c, HistoryCSV)).rows
+        fitting = functools.partial(model.fit, train, validation_data=val, steps_per_epoch=steps, shuffle=False, **fit)
+        collectively(run.strategy, lambda: f"training epoch {len(history_csv.rows) + 1}", reading_data, fitting)
+    trained = history_csv.rows
     stopped = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch for c in callbacks)
     return len(trained), stopped
 
@@ -262,7 +265,7 @@ def fit_run(run, networks=None, extra_settings=None, verbose="auto"):
     from keras_sar2opt.plots import plot_run_curves, read_history
     from keras_sar2opt.training.checkpoints import CheckpointStore, state_variables
     from keras_sar2opt.training.distribute import dtype_policy, enable_determinism, warn_if_bfloat16_is_emulated
-    from keras_sar2opt.training.multiworker import share_chief_state
+    from keras_sar2opt.training.multiworker import restore_on_chief, share_chief_state
 
     config, options, folder = run.config, run.options, run.folder
     if config.pretrained and networks is None:
@@ -295,11 +298,11 @@ def fit_run(run, networks=None, extra_settings=None, verbose="auto"):
     checkpoint = store.latest() if store.directory.is_dir() else None
     done = 0
     if checkpoint is not None:
-        store.restore(model, checkpoint)
+        restore_on_chief(run.strategy, state_variables(model), functools.partial(store.restore, model, checkpoint))
         done = checkpoint.epoch
     stopped_early = bool(store.finished and store.finished["stopped_early"])
     with dtype_policy(options.precision), run.strategy.scope():
-        done, stopped_early = share_chief_state(run.strategy, model, state_variables(model), done, stopped_early)
+        done, stopped_early = share_chief_state(run.strategy, state_variables(model), done, stopped_early)
         history = folder.history_rows(done)
         if done < config.epochs and not stopped_early:
             if checkpoint is not None:
