@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks import flops, paths, report, results, timing, torch_pix2pix, torch_report_gan
+from benchmarks import flops, paths, report, results, step_variants, timing, torch_pix2pix, torch_report_gan
 from keras_sar2opt import cli
 from keras_sar2opt.models import patchgan_discriminator, unet_generator
 
@@ -271,3 +271,15 @@ def test_torch_report_gan_has_the_tables_parameters_and_shapes():
     generated = generator(sar)
     assert generated.shape == (2, 3, 128, 128)
     assert discriminator(torch.cat([sar, generated], 1)).shape == (2, 1, 16, 16)  # Table 3's 16x16 patches
+
+
+def test_step_variants_table_gives_ratios_and_loss_differences_to_the_default():
+    logs = {variant: dict.fromkeys(step_variants.LOSSES, 2.0) for variant in step_variants.VARIANTS}
+    logs["XLA"]["g_l1"] = 2.5
+    rates = {variant: [1.0, 2.0, 4.0] for variant in step_variants.VARIANTS}
+    rates["D on 2B"] = [1.5, 2.0, 4.4]  # per round 1.5, 1.0, 1.1 times default's
+    assert step_variants.relative_difference(logs, "XLA") == pytest.approx(0.25)
+    table = step_variants.format_table(logs, dict.fromkeys(step_variants.VARIANTS, 3.0), rates, [1.0] * 3, 5)
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in table.splitlines()[2:7]}
+    assert [cell.strip() for cell in rows["D on 2B"]] == ["1.5, 2, 4.4", "2.000", "1.10", "0.0e+00", "3"]
+    assert rows["XLA"][3].strip() == "2.5e-01"
