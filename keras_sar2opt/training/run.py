@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from keras_sar2opt import files
@@ -240,7 +241,11 @@ def _fit(run, model, store, done, history, verbose):
         reading_data(fit_across_workers, model, run.strategy, train, val, steps=steps, **fit)  # keras#20585
     else:  # the stream shuffles itself, seeded by position
         fitting = functools.partial(model.fit, train, validation_data=val, steps_per_epoch=steps, shuffle=False, **fit)
-        collectively(run.strategy, lambda: f"training epoch {len(history_csv.rows) + 1}", reading_data, fitting)
+        with warnings.catch_warnings():
+            # The training stream never ends; Keras's dataset sharded between JAX processes has no known
+            # length, and Keras says the input "ran out" when each validation reaches its end.
+            warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+            collectively(run.strategy, lambda: f"training epoch {len(history_csv.rows) + 1}", reading_data, fitting)
     trained = history_csv.rows
     stopped = any(isinstance(c, keras.callbacks.EarlyStopping) and c.stopped_epoch for c in callbacks)
     return len(trained), stopped
