@@ -31,16 +31,19 @@ TRAIN = ["--experiment", "patchgan", "--image-size", "64", "--pairs", "80", "--b
 
 
 def free_ports(count):
+    """Ports free on loopback now (bound to port 0 and released together, so they differ)."""
     sockets = [socket.socket() for _ in range(count)]
-    for one in sockets:
-        one.bind(("localhost", 0))
-    ports = [one.getsockname()[1] for one in sockets]
-    for one in sockets:
-        one.close()
-    return ports
+    try:
+        for one in sockets:
+            one.bind(("localhost", 0))
+        return [one.getsockname()[1] for one in sockets]
+    finally:
+        for one in sockets:
+            one.close()
 
 
 def tf_config(ports, index):
+    """TF_CONFIG of worker `index` of a cluster of workers on these loopback ports."""
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
 
@@ -113,7 +116,7 @@ def main(argv=None):
     if args.worker is not None:
         return all_reduce_worker(args.worker, args.ports, args.repeats)
 
-    rows = []
+    rows, walls = [], []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         train = [sys.executable, "-m", "keras_sar2opt.cli", "train", *TRAIN, "--steps-per-epoch", str(args.steps)]
@@ -126,6 +129,7 @@ def main(argv=None):
         ]
         for name, commands in (("1 process (--strategy none)", one), ("2 workers (--strategy multiworker)", two)):
             seconds, outputs = run_together(commands, 1800)
+            walls.append(seconds)
             load = os.getloadavg()[0]
             rows.append((f"sar2opt train, {name}", f"{seconds:.1f} s", load))
             rows.append(("  its last epoch, per step", f"{last_epoch_step(outputs[0]):.2f} s", load))
@@ -143,8 +147,7 @@ def main(argv=None):
     print(f"|{'-' * 64}|{'-' * 28}|--------------|")
     for name, value, load in rows:
         print(f"| {name:<62} | {value:>26} | {load:>12.1f} |")
-    one, two = (float(row[1].split()[0]) for row in (rows[0], rows[2]))
-    print(f"2 workers / 1 process, wall time: {two / one:.2f}x")
+    print(f"2 workers / 1 process, wall time: {walls[1] / walls[0]:.2f}x")
 
 
 if __name__ == "__main__":

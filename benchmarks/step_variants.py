@@ -67,12 +67,7 @@ def _variant_step(variant):
 
 
 def _build(variant, config):
-    import keras
-
-    from keras_sar2opt.training.run import build_adversarial_model
-
-    keras.utils.set_random_seed(config.seed)
-    model = build_adversarial_model(config)
+    model = worker.keras_model(config)
     model.jit_compile = variant == "XLA"
     return model
 
@@ -82,10 +77,8 @@ def _steps(model, variant, batches):
     if variant == "fit()":
         import tensorflow as tf
 
-        from keras_sar2opt.training.callbacks import NonFiniteGuard
-
         stream = tf.data.Dataset.from_tensor_slices(tuple(tf.stack(images) for images in zip(*batches)))
-        history = model.fit(stream, epochs=1, verbose=0, shuffle=False, callbacks=[NonFiniteGuard()])
+        history = model.fit(stream, epochs=1, verbose=0, shuffle=False, callbacks=worker.run_step_callbacks())
         return {name: values[-1] for name, values in history.history.items()}
     with _variant_step(variant):  # the first call traces the train function
         for batch in batches:

@@ -66,7 +66,8 @@ def disk_training_data(pairs, config):
     return training_batches(pairs, config.image_size, config.batch_size, seed=config.seed, augment=config.augment)
 
 
-def _keras_model(config):
+def keras_model(config):
+    """The compiled AdversarialModel of `config`, built from its seed as `sar2opt train` builds it."""
     import keras
 
     from keras_sar2opt.training.run import build_adversarial_model
@@ -80,7 +81,7 @@ def _keras_fit(config, pairs, serve):
     callbacks; `serve` times its steps."""
     import keras
 
-    model = _keras_model(config)
+    model = keras_model(config)
     dataset = disk_training_data(pairs, config)
 
     class Blocks(keras.callbacks.Callback):
@@ -99,10 +100,10 @@ def _keras_fit(config, pairs, serve):
                 else:
                     self.until += calls
 
-    model.fit(dataset, epochs=1, steps_per_epoch=10**9, verbose=0, callbacks=[*_run_callbacks(), Blocks()])
+    model.fit(dataset, epochs=1, steps_per_epoch=10**9, verbose=0, callbacks=[*run_step_callbacks(), Blocks()])
 
 
-def _run_callbacks():
+def run_step_callbacks():
     """The callbacks of a run (training.run.make_callbacks) that act at every step: the NaN guard.
     The others act at an epoch's end, which the worker's single long epoch never reaches."""
     from keras_sar2opt.training.callbacks import NonFiniteGuard
@@ -112,7 +113,7 @@ def _run_callbacks():
 
 def _keras_train_on_batch(config, pairs):
     """model.train_on_batch on the batches fit() gets (the same stream, pulled in Python)."""
-    model = _keras_model(config)
+    model = keras_model(config)
     batches = iter(disk_training_data(pairs, config))
 
     def call():

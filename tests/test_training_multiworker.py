@@ -5,7 +5,6 @@ worker stops the other with one line and resumes (docs/distributed.md)."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
+from benchmarks.multiworker import free_ports, tf_config
 
 ROOT = Path(__file__).resolve().parents[1]
 # 80 pairs split 64/8/8: one validation batch of 8, and one step of the global batch 8 per epoch.
@@ -62,18 +63,6 @@ def test_a_slurm_job_step_gives_the_tensorflow_cluster(monkeypatch):
     assert worker_position(SimpleNamespace(cluster_resolver=cluster_resolver())) == (1, 2)
 
 
-def free_ports(count):
-    """Ports free on loopback now (bound to port 0 and released together, so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for one in sockets:
-            one.bind(("localhost", 0))
-        return [one.getsockname()[1] for one in sockets]
-    finally:
-        for one in sockets:
-            one.close()
-
-
 def environment(tmp, backend, **more):
     return dict(
         os.environ,
@@ -94,8 +83,7 @@ def train_command(out, *flags):
 
 
 def tf_worker(index, ports, out, tmp):
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    config = tf_config(ports, index)
     return train_command(out, "--strategy", "multiworker"), environment(tmp, "tensorflow", TF_CONFIG=config)
 
 
