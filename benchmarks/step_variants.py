@@ -7,6 +7,8 @@ same seed:
 
 - `default`: the step as `sar2opt train` runs it (keras_sar2opt.training.tf_step);
 - `default, again`: a second model of the same step, the run-to-run spread of float32 round-off;
+- `Keras BatchNorm and Adam`: the step with Keras's own ops for BatchNorm and Adam in place of
+  TensorFlow's fused kernels (keras_sar2opt.training.fused), as it was traced before those;
 - `XLA`: the same step with `jit_compile=True`;
 - `D on 2B`: D's real and fake passes as one call on the batch of 2B (real then fake), split after it.
   Its BatchNorm layers then normalise with the statistics of real and fake images together;
@@ -33,7 +35,7 @@ import time
 from benchmarks import worker
 
 LOSSES = ("d_loss", "g_loss", "g_adv", "g_l1")
-VARIANTS = ("default", "default, again", "XLA", "D on 2B", "fit()")
+VARIANTS = ("default", "default, again", "Keras BatchNorm and Adam", "XLA", "D on 2B", "fit()")
 
 
 def _joint_discriminator_step(model, sar, optical, generated):
@@ -55,15 +57,17 @@ def _joint_discriminator_step(model, sar, optical, generated):
 @contextlib.contextmanager
 def _variant_step(variant):
     """tf_step with `variant`'s D update while the variant's train function is traced."""
-    from keras_sar2opt.training import tf_step
+    from keras_sar2opt.training import fused, tf_step
 
-    original = tf_step._discriminator_step
+    original = tf_step._discriminator_step, fused.kernels
     if variant == "D on 2B":
         tf_step._discriminator_step = _joint_discriminator_step
+    if variant == "Keras BatchNorm and Adam":
+        fused.kernels = contextlib.nullcontext
     try:
         yield
     finally:
-        tf_step._discriminator_step = original
+        tf_step._discriminator_step, fused.kernels = original
 
 
 def _build(variant, config):
@@ -86,7 +90,7 @@ def _steps(model, variant, batches):
     return logs
 
 
-def run(steps, rounds, block, pairs=16):
+def run(steps, rounds, block, variants=VARIANTS, pairs=16):
     from keras_sar2opt.experiments import PIX2PIX
 
     config = PIX2PIX.with_overrides(batch_size=4, image_size=256)
@@ -97,16 +101,16 @@ def run(steps, rounds, block, pairs=16):
         timed = [next(stream) for _ in range(block)]
         del stream  # its prefetching reads the folder
     models, logs, first_call = {}, {}, {}
-    for variant in VARIANTS:
+    for variant in variants:
         models[variant] = _build(variant, config)
         started = time.perf_counter()
         for batch in checked:
             logs[variant] = _steps(models[variant], variant, [batch])
         first_call[variant] = time.perf_counter() - started
-    rates = {variant: [] for variant in VARIANTS}
+    rates = {variant: [] for variant in variants}
     loads = []
     for round_ in range(rounds):
-        order = [VARIANTS[(round_ + i) % len(VARIANTS)] for i in range(len(VARIANTS))]
+        order = [variants[(round_ + i) % len(variants)] for i in range(len(variants))]
         for variant in order:
             started = time.perf_counter()
             _steps(models[variant], variant, timed)
@@ -127,7 +131,7 @@ def format_table(logs, first_call, rates, loads, steps):
         f"losses after {steps} steps, largest relative difference to default | first {steps} steps, s |",
         "|---|---|---|---|---|---|",
     ]
-    for variant in VARIANTS:
+    for variant in rates:
         ratios = [a / b for a, b in zip(rates[variant], rates["default"])]
         lines.append(
             f"| {variant} | {', '.join(f'{r:.3g}' for r in rates[variant])} | {statistics.median(rates[variant]):.3f} "
@@ -146,10 +150,19 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="steps before the losses are compared")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds")
     parser.add_argument("--block", type=int, default=2, help="steps per timed block")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=VARIANTS,
+        metavar="VARIANT",
+        help=f"the variants to run, each quoted, out of: {'; '.join(VARIANTS)} (default is always run; default: all)",
+    )
     args = parser.parse_args()
     import keras_sar2opt  # noqa: F401  (oneDNN on, as for every user of the package)
 
-    results = run(args.steps, args.rounds, args.block)
+    variants = ("default", *(variant for variant in args.variants if variant != "default"))
+    results = run(args.steps, args.rounds, args.block, variants)
     print(format_table(*results, args.steps))
 
 

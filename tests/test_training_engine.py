@@ -1,5 +1,6 @@
 """The adversarial keras.Model (report §1–§3) under fit(): metrics, updates, clipping, saving, bfloat16."""
 
+import contextlib
 import math
 
 import keras
@@ -165,18 +166,32 @@ def test_compile_rejects_one_optimizer_for_both_networks():
         model.compile(optimizer, optimizer)
 
 
-def _five_steps(monkeypatch, leaky_relu):
-    """Losses of the report's GAN (Tables 5 + 3 at 16 px) after 5 fit() steps from seed 0, built with `leaky_relu`."""
+def _five_steps(monkeypatch, leaky_relu, fused_kernels=True):
+    """Losses of the report's GAN (Tables 5 + 3 at 16 px) after 5 fit() steps from seed 0, built with `leaky_relu`
+    (and with Keras's own BatchNorm and Adam ops unless `fused_kernels`)."""
     from keras_sar2opt.experiments import PATCHGAN
     from keras_sar2opt.models import blocks, patchgan, unet
+    from keras_sar2opt.training import fused
     from keras_sar2opt.training.run import build_adversarial_model
 
     for module in (blocks, patchgan, unet):
         monkeypatch.setattr(module, "leaky_relu", leaky_relu)
+    if not fused_kernels:
+        monkeypatch.setattr(fused, "kernels", contextlib.nullcontext)
     keras.utils.set_random_seed(0)
     model = build_adversarial_model(PATCHGAN.with_overrides(image_size=SIZE, batch_size=4))
     history = model.fit(dataset(20, batch_size=4), epochs=1, verbose=0).history
     return {name: values[-1] for name, values in history.items() if name in ("d_loss", "g_loss", "g_adv", "g_l1")}
+
+
+def test_fused_batch_norm_and_adam_train_as_keras_ops(monkeypatch):
+    """TensorFlow's fused BatchNorm and Adam kernels in the train step (training.fused) keep the losses of
+    Keras's own ops within float32 round-off after 5 steps."""
+    from keras_sar2opt.models import blocks
+
+    fused = _five_steps(monkeypatch, blocks.leaky_relu)
+    keras_ops = _five_steps(monkeypatch, blocks.leaky_relu, fused_kernels=False)
+    assert fused == pytest.approx(keras_ops, rel=1e-4)
 
 
 def test_networks_train_as_with_keras_leaky_relu_layers(monkeypatch):

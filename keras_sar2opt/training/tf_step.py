@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_sar2opt.training import fused
 from keras_sar2opt.training.losses import critic_chunks
 
 
@@ -60,18 +61,20 @@ def train_step(model, data):
 
     The generated batch is computed once; D (n_critic slices for WGAN) trains on it with the
     gradient stopped, then G's loss uses the updated D. Every sub-model call has training=True.
+    BatchNorm and Adam run TensorFlow's fused kernels (`fused.kernels`).
     """
     sar, optical, _ = keras.utils.unpack_x_y_sample_weight(data)
-    with tf.GradientTape() as g_tape:
-        generated = model.generator(sar, training=True)
-        with g_tape.stop_recording():
-            fixed = tf.stop_gradient(generated)
-            for start, end in critic_chunks(tf.shape(sar)[0], model.d_steps):
-                _discriminator_step(model, sar[start:end], optical[start:end], fixed[start:end])
-        fake_output = model.discriminate(sar, generated, training=True)
-        values = model.generator_values(fake_output, generated, optical)
-        loss = global_mean(values["g_loss"])
-    _apply(g_tape, loss, model.generator, model.g_optimizer)
+    with fused.kernels():
+        with tf.GradientTape() as g_tape:
+            generated = model.generator(sar, training=True)
+            with g_tape.stop_recording():
+                fixed = tf.stop_gradient(generated)
+                for start, end in critic_chunks(tf.shape(sar)[0], model.d_steps):
+                    _discriminator_step(model, sar[start:end], optical[start:end], fixed[start:end])
+            fake_output = model.discriminate(sar, generated, training=True)
+            values = model.generator_values(fake_output, generated, optical)
+            loss = global_mean(values["g_loss"])
+        _apply(g_tape, loss, model.generator, model.g_optimizer)
     update_trackers(model, values)
     return model.metric_results()
 
