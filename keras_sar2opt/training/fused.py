@@ -13,7 +13,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
-_FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+# The variables Adam updates with ResourceApplyAdam (mixed precision keeps float32 variables).
+_ADAM_KERNEL_DTYPES = (tf.float32, tf.float64)
 
 
 def _fusable_batch_norm(layer, inputs, training, mask):
@@ -63,7 +64,7 @@ def _batch_norm_call(plain_call):
 
 def _adam_update_step(plain_update_step):
     def update_step(optimizer, gradient, variable, learning_rate):
-        if optimizer.amsgrad or variable.dtype not in _FUSED_DTYPES:
+        if optimizer.amsgrad or variable.dtype not in _ADAM_KERNEL_DTYPES:
             return plain_update_step(optimizer, gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(optimizer.iterations + 1, dtype)
