@@ -102,7 +102,9 @@ def browser(tmp_path):
 
 
 def _upload(page, url, path):
-    page.goto(url)
+    # Files are chosen once the page's requests have settled and the app has mounted: on a loaded
+    # machine a file chosen earlier was once never shown (the upload then never reaches the server).
+    page.goto(url, wait_until="networkidle")
     page.locator("#sar-upload input[type=file]").set_input_files(str(path))
     page.get_by_text(path.name).first.wait_for()
     page.locator("#translate").click()
