@@ -188,7 +188,7 @@ def describe_parameters(config, summary):
 
 def export_generator(generator, folder, config):
     """Write a run's generator.keras; for LoRA the merged, plain generator, and the adapters alone
-    as adapters.safetensors."""
+    as adapters.safetensors. Returns the generator written."""
     from keras_sar2opt.training.run import save_generator
 
     if config.lora_targets:
@@ -198,6 +198,7 @@ def export_generator(generator, folder, config):
             save_adapters(generator, temporary)
         generator = merge_lora(generator)
     save_generator(generator, folder)
+    return generator
 
 
 def held_out_l1(generator, pairs, image_size, batch_size, sar_options=None, optical_options=None, desc=None):
@@ -234,14 +235,12 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
-def measure_held_out(out, start, source, measure):
+def measure_held_out(out, start, after, source, measure):
     """held_out.json's dict for the run in `out`: the held-out L1 of `start` (read from `source`)
-    and of the run's generator, with `held_out_l1`'s `measure` arguments. An existing held_out.json
-    of the same weights (a rerun of a finished run) is returned as it is; otherwise it is written."""
-    from keras_sar2opt.model_files import load_generator
-
+    and of `after`, the generator the run wrote (`export_generator`), with `held_out_l1`'s `measure`
+    arguments. An existing held_out.json of the same weights (a rerun of a finished run) is
+    returned as it is; otherwise it is written."""
     folder = RunFolder(out)
-    after = load_generator(folder.generator_path)
     weights = {"before": weights_digest(start), "after": weights_digest(after)}
     path = folder.held_out_path
     if path.is_file():
@@ -384,7 +383,7 @@ def finetune(
         }
     }
     model = fit_run(run, networks, extra_settings=settings, verbose=verbose)
-    export_generator(model.generator, run.folder, config)
+    tuned = export_generator(model.generator, run.folder, config)
     measure = {
         "pairs": run.split[HELD_OUT_SPLIT],
         "image_size": config.image_size,
@@ -392,7 +391,7 @@ def finetune(
         "sar_options": options.sar_options,
         "optical_options": options.optical_options,
     }
-    result = measure_held_out(run.folder.path, start, source, measure)
+    result = measure_held_out(run.folder.path, start, tuned, source, measure)
     print(
         f"Held-out L1 on the {HELD_OUT_SPLIT} split ({counted(result['pairs'], 'pair')}): "
         f"{result['l1_before']:.4f} before fine-tuning, {result['l1_after']:.4f} after"

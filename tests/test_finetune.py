@@ -311,13 +311,11 @@ def test_held_out_l1_is_measured_once_per_pair_of_weights(tmp_path, monkeypatch)
         "held_out_l1",
         lambda generator, **_: measured.append("start" if generator is start else "tuned") or 0.25,
     )
-    tuned.save(tmp_path / "generator.keras")
     measure = {"pairs": ["a", "b"]}
-    first = finetune.measure_held_out(tmp_path, start, tmp_path / "start.keras", measure)
+    first = finetune.measure_held_out(tmp_path, start, tuned, tmp_path / "start.keras", measure)
     assert measured == ["start", "tuned"] and (first["pairs"], first["l1_before"], first["l1_after"]) == (2, 0.25, 0.25)
-    rerun = finetune.measure_held_out(tmp_path, start, tmp_path / "start.keras", measure)  # a finished run, rerun
+    rerun = finetune.measure_held_out(tmp_path, start, tuned, tmp_path / "start.keras", measure)  # a rerun
     assert rerun == first and measured == ["start", "tuned"]
     tuned.layers[1].kernel.assign(tuned.layers[1].kernel + 1.0)  # trained further
-    tuned.save(tmp_path / "generator.keras")
-    finetune.measure_held_out(tmp_path, start, tmp_path / "start.keras", measure)
+    finetune.measure_held_out(tmp_path, start, tuned, tmp_path / "start.keras", measure)
     assert measured == ["start", "tuned"] * 2

@@ -11,6 +11,7 @@ import pytest
 
 from keras_sar2opt import finetune, lora
 from keras_sar2opt.cli import main, train_main
+from keras_sar2opt.model_files import load_generator
 from keras_sar2opt.models import pix2pix_discriminator
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pix2pix")]
@@ -104,7 +105,8 @@ def test_run_folder_and_lower_held_out_l1_after_finetuning(name, request):
     held_out = json.loads((out / "held_out.json").read_text())
     assert (held_out["split"], held_out["pairs"]) == ("val", 2)
     assert held_out["l1_after"] < held_out["l1_before"]
-    # The saved generator (merged, for LoRA) is the model of the last epoch's val_g_l1.
+    # The saved generator (merged, for LoRA) is the one measured, and the model of the last epoch's val_g_l1.
+    assert finetune.weights_digest(load_generator(out / "generator.keras")) == held_out["weights"]["after"]
     assert held_out["l1_after"] == pytest.approx(history["val_g_l1"].iloc[-1], abs=1e-4)
     assert f"{held_out['l1_before']:.4f} before fine-tuning, {held_out['l1_after']:.4f} after" in printed
     assert json.loads((out / "config.json").read_text())["run"]["synthetic"]["preset"] == "qxslab"
