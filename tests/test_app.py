@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.multiworker import free_ports
 from keras_sar2opt import app
 from keras_sar2opt.data.synthetic import generate_pair
 from keras_sar2opt.errors import Sar2OptError
@@ -41,12 +41,6 @@ def _generator(size=32):
     return keras.Model(sar, keras.layers.Conv2D(3, 3, padding="same", activation="tanh")(x))
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _answers(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -62,7 +56,7 @@ def server(module_tmp):
     folder = module_tmp("app")
     model = folder / "generator.keras"
     _generator().save(model)
-    port = _free_port()
+    (port,) = free_ports(1)
     env = {**os.environ, **OFFLINE, "no_proxy": "127.0.0.1", "PYTHONPATH": str(Path(__file__).parents[1])}
     log = (folder / "server.log").open("w")
     argv = [sys.executable, "-m", "keras_sar2opt.cli", "app", "--model", str(model), "--port", str(port)]

@@ -4,13 +4,13 @@ import dataclasses
 import http.server
 import json
 import re
-import socket
 import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.multiworker import free_ports
 from keras_sar2opt import downloads, finetune, presets
 from keras_sar2opt.cli import main
 from keras_sar2opt.convert import torch_reference
@@ -209,9 +209,7 @@ def test_wrong_files_are_refused_in_one_line_and_not_cached(problem, message, hu
 
 
 def test_unreachable_host_gives_the_offline_one_liner(sar_png, tmp_path, monkeypatch, cli_error):
-    with socket.socket() as probe:  # a loopback port with nothing listening once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)  # a loopback port with nothing listening
     monkeypatch.setenv(presets.BASE_URL_VARIABLE, f"http://127.0.0.1:{port}")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     cache = tmp_path / "weights"
