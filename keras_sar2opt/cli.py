@@ -77,16 +77,20 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except UsageError as error:
-        print(f"sar2opt {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        code, message = 2, f"error: {error}"
     except Sar2OptError as error:
-        print(f"sar2opt {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        code, message = 1, f"error: {error}"
     except KeyboardInterrupt:
         resumable = args.command in RESUMABLE_COMMANDS
         hint = "; rerun the same command to continue where it stopped" if resumable else ""
-        print(f"sar2opt {args.command}: interrupted{hint}", file=sys.stderr)
-        return 130
+        code, message = 130, f"interrupted{hint}"
+    print(f"sar2opt {args.command}: {message}", file=sys.stderr)
+    # A process of a multi-process JAX job ends now: the others cannot finish without it. Only a command
+    # that imported the module (read from sys.modules, so an early error never imports Keras) joined one.
+    distribute = sys.modules.get("keras_sar2opt.training.distribute")
+    if distribute is not None:
+        distribute.leave_lost_job(code)
+    return code
 
 
 def train_main(experiment, argv=None):

@@ -227,3 +227,20 @@ def test_only_the_chief_writes_a_run_folder(runs):
     assert sorted(path.name for path in runs.out.parent.iterdir()) == ["patchgan"]
     assert (runs.out / "generator.keras").is_file() and (runs.out / "samples" / "epoch_002.png").is_file()
     assert not list(runs.tmp.glob("sar2opt-worker*"))  # the killed worker's folder too
+
+
+@pytest.mark.slow
+def test_a_jax_process_failing_on_its_own_error_ends_at_once(tmp_path):
+    """Without its job's shutdown barrier, which would hold it (and the other process) for 300 s and
+    then abort with a stack trace."""
+    pytest.importorskip("jax")
+    ports = free_ports(2)
+    fine, failing = (jax_process(index, ports, tmp_path / "run", tmp_path) for index in range(2))
+    failing = (failing[0] + ["--data", str(tmp_path / "nothing")], failing[1])  # refused beside --pairs
+    with Processes([fine, failing], tmp_path) as processes:
+        process = processes.processes[1]
+        process.wait(timeout=TIMEOUT)
+        process.log.seek(0)
+        output = process.log.read()
+    assert process.returncode == 1, output[-3000:]
+    assert output.strip().splitlines()[-1].startswith("sar2opt train: error: Expected --pairs only without --data")

@@ -67,21 +67,23 @@ def start_processes(coordinator=None, num_processes=None, process_id=None):
     return True
 
 
-_lost_job = []  # holds True once a process of this process's JAX job was lost
+_lost_job = []  # the exit status, once this process's JAX job lost a process or this process failed
 
 
-def leave_lost_job():
-    """Make this process, part of a multi-process JAX job that lost a process, end at exit without
-    jax.distributed's shutdown: its barrier would wait for the dead process (300 s) and then abort with
-    a C++ stack trace after the run's one-line error."""
-    _lost_job.append(True)
+def leave_lost_job(status=1):
+    """Make this process, if part of a multi-process JAX job, end at exit with `status` and without
+    jax.distributed's shutdown, once the job lost a process or this process failed on an error of its
+    own: the shutdown's barrier would wait for the lost process, or for the others, which cannot finish
+    without this one (300 s), and then abort with a C++ stack trace after the one-line error. Nothing
+    changes in a process that joined no job."""
+    _lost_job.append(status)
 
 
 def _end_lost_job():
     if _lost_job:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(1)
+        os._exit(_lost_job[-1])
 
 
 def cluster_resolver():
