@@ -7,7 +7,17 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks import flops, paths, report, results, step_variants, timing, torch_pix2pix, torch_report_gan
+from benchmarks import (
+    flops,
+    paths,
+    report,
+    results,
+    step_variants,
+    timing,
+    torch_pix2pix,
+    torch_report_gan,
+    transposed_conv,
+)
 from keras_sar2opt import cli
 from keras_sar2opt.models import patchgan_discriminator, unet_generator
 
@@ -283,3 +293,19 @@ def test_step_variants_table_gives_ratios_and_loss_differences_to_the_default():
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in table.splitlines()[2:7]}
     assert [cell.strip() for cell in rows["D on 2B"]] == ["1.5, 2, 4.4", "2.000", "1.10", "0.0e+00", "3"]
     assert rows["XLA"][3].strip() == "2.5e-01"
+
+
+def test_transposed_conv_benchmark_times_the_generators_decoder_layers():
+    from keras_sar2opt.models import pix2pix_generator
+
+    generator = pix2pix_generator(transposed_conv.IMAGE_SIZE)
+    layers = transposed_conv.decoder_layers()
+    for name, cin, cout, side in layers:
+        conv = generator.get_layer(f"{name}_conv")
+        assert (tuple(conv.input.shape), conv.filters) == ((None, side, side, cin), cout), name
+    small = [("dec8", 6, 4, 8)]
+    times = {"tf": transposed_conv.tensorflow_times(small, 1, 1), "torch": transposed_conv.torch_times(small, 1, 1)}
+    assert all(len(seconds["dec8"]) == 3 and min(seconds["dec8"]) > -1e-3 for seconds in times.values())
+    table = transposed_conv.table(small, {"dec8": [0.002, 0.004, 0.006]}, {"dec8": [0.001, 0.002, 0.003]})
+    assert "| dec8 (6 → 4, 8) | 2.0 | 1.0 | 4.0 | 2.0 | 6.0 | 3.0 |" in table
+    assert table.endswith("forward 2.00, input gradient 2.00, filter gradient 2.00.")
