@@ -27,16 +27,17 @@ OPS = ("forward", "input gradient", "filter gradient")
 
 
 def decoder_layers():
-    """(name, input channels, output channels, input side) of dec1-dec8 for IMAGE_SIZE images: dec1 reads
-    enc8's output, dec_k (k > 1) the concatenation of dec_{k-1} and the encoder output of its size."""
-    from keras_sar2opt.models.pix2pix import DECODER_FILTERS, ENCODER_FILTERS  # after configure(): imports Keras
+    """(name, input channels, output channels, input side) of dec1-dec8, read from the Pix2Pix generator
+    built for IMAGE_SIZE images (dec_k > 1 reads the concatenation of dec_{k-1} and an encoder output)."""
+    from keras_sar2opt.models import pix2pix_generator  # after configure(): imports Keras
+    from keras_sar2opt.models.pix2pix import DECODER_FILTERS
 
-    layers, side, channels = [], IMAGE_SIZE >> len(ENCODER_FILTERS), ENCODER_FILTERS[-1]
-    for k, filters in enumerate(DECODER_FILTERS, start=1):
-        layers.append((f"dec{k}", channels, filters, side))
-        side *= 2
-        if k < len(DECODER_FILTERS):
-            channels = filters + ENCODER_FILTERS[-k - 1]
+    generator = pix2pix_generator(IMAGE_SIZE)
+    layers = []
+    for k in range(1, len(DECODER_FILTERS) + 1):
+        conv = generator.get_layer(f"dec{k}_conv")
+        _, side, _, channels = conv.input.shape
+        layers.append((f"dec{k}", channels, conv.filters, side))
     return layers
 
 
