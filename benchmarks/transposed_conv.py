@@ -10,7 +10,7 @@ images:
 - input gradient: a stride-2 Conv2D of the output gradient (what TensorFlow's gradient of the
   transposed convolution computes); PyTorch's conv2d with the same arguments;
 - filter gradient: TensorFlow's Conv2DBackpropFilter with the output gradient as input; PyTorch's
-  weight gradient through autograd (a forward and backward less the forward's time).
+  convolution_backward asked for the weight gradient alone (the kernel its autograd runs).
 
 TensorFlow's ops run alone, each in a tf.function, all blocks before PyTorch's (PyTorch's OpenMP
 threads keep spinning after a call). A time is the mean over `--repeats` calls after one warm-up.
@@ -94,7 +94,7 @@ def torch_times(layers, batch, repeats):
     times = {}
     for name, cin, cout, side in layers:
         x = torch.randn(batch, cin, side, side)
-        kernel = torch.randn(cin, cout, KERNEL, KERNEL, requires_grad=True)
+        kernel = torch.randn(cin, cout, KERNEL, KERNEL)
         dy = torch.randn(batch, cout, 2 * side, 2 * side)
 
         def forward():
@@ -105,16 +105,13 @@ def torch_times(layers, batch, repeats):
             with torch.no_grad():
                 return functional.conv2d(dy, kernel, stride=2, padding=1)
 
-        def forward_and_filter_gradient():
-            kernel.grad = None
-            functional.conv_transpose2d(x, kernel, stride=2, padding=1).backward(dy)
+        def filter_gradient():
+            with torch.no_grad():
+                return torch.ops.aten.convolution_backward(
+                    dy, x, kernel, None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1, [False, True, False]
+                )[1]
 
-        forward_seconds = _mean_seconds(forward, repeats)
-        times[name] = [
-            forward_seconds,
-            _mean_seconds(input_gradient, repeats),
-            _mean_seconds(forward_and_filter_gradient, repeats) - forward_seconds,
-        ]
+        times[name] = [_mean_seconds(op, repeats) for op in (forward, input_gradient, filter_gradient)]
     return times
 
 
