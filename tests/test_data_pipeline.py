@@ -71,6 +71,17 @@ def test_deterministic_per_seed_and_reshuffled_per_epoch(pairs):
     assert not np.array_equal(other[0][0], epochs[0][0][0])
 
 
+def test_every_stream_runs_without_the_autotuning_thread(pairs):
+    # Deleting an iterator waited for that thread's sleep: up to 25 s at the end of a fit() (reports/cpu-profile.md).
+    streams = [
+        make_dataset(pairs, 16, 4, training=True),
+        make_dataset(pairs, 16, 4, training=False, cache=True),
+        training_batches(pairs, 16, 4),
+    ]
+    assert [stream.options().autotune.enabled for stream in streams] == [False, False, False]
+    assert len(batches(streams[1])) == 3
+
+
 def test_cache_in_memory_and_on_disk_give_the_same_pairs(pairs, tmp_path):
     def sorted_rows(data):
         sar = np.concatenate([b[0] for b in data]).reshape(len(pairs), -1)

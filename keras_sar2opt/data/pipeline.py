@@ -11,6 +11,16 @@ from keras_sar2opt.data.loading import check_dataset_options, load_pair
 CACHED_SHUFFLE_BUFFER = 64
 
 
+def _without_autotuning(dataset):
+    """`dataset` with tf.data's autotuning off: its AUTOTUNE stages run one call per core, and no
+    autotuning thread runs. That thread sleeps between its rounds for ever longer periods and is
+    not woken when the iterator is deleted, which then waits for it: up to 25 s at the end of a
+    fine-tuning's fit() here (reports/cpu-profile.md, "Iterators that wait at their end")."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def augment_pair(sar, optical, choice):
     """One of the 8 flips/90° rotations (`choice` mod 8), the same for both images."""
     turns, flip = tf.cast(choice % 4, tf.int32), choice % 8 >= 4
@@ -93,7 +103,7 @@ def make_dataset(
         dataset = tf.data.Dataset.zip(dataset, choices).map(
             lambda pair, choice: augment_pair(*pair, choice), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    return _without_autotuning(dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE))
 
 
 def training_batches(
@@ -141,4 +151,4 @@ def training_batches(
 
     dataset = tf.data.Dataset.range(first_pass, 2**62).flat_map(one_pass).skip(skipped_batches * batch_size)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return _without_autotuning(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
