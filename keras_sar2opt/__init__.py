@@ -11,9 +11,3 @@ __version__ = "0.1.0"
 # Performance); once TensorFlow is imported, the variable would change nothing.
 if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-# Freed memory stays in the process for the next step's buffers, unless SAR2OPT_KEEP_FREED_MEMORY=0
-# or a MALLOC_* variable says otherwise (keras_sar2opt.memory; README, Performance).
-from keras_sar2opt.memory import keep_freed_memory  # noqa: E402
-
-keep_freed_memory()

@@ -1,13 +1,12 @@
 """The report's networks: every table row, the totals, Pix2Pix naming and `.keras` round trips."""
 
 import math
-import platform
 
 import keras
 import numpy as np
 import pytest
 
-from keras_sar2opt import hardware, memory
+from keras_sar2opt import hardware
 from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.models import (
     INPUT_SIZES,
@@ -294,16 +293,14 @@ def test_keras_round_trip(models, name, tmp_path):
 
 
 def _import_in_a_fresh_process(code, **environment):
-    """stdout of `code` run by a fresh Python importing from this checkout, TF_ENABLE_ONEDNN_OPTS and the
-    variables of keep_freed_memory unset unless given."""
+    """stdout of `code` run by a fresh Python importing from this checkout, TF_ENABLE_ONEDNN_OPTS unset unless given."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    unset = {hardware.ONEDNN_VARIABLE, memory.KEEP_MEMORY_VARIABLE, *memory.MALLOC_VARIABLES}
-    env = {key: value for key, value in os.environ.items() if key not in unset}
+    env = {key: value for key, value in os.environ.items() if key != hardware.ONEDNN_VARIABLE}
     env.update(environment, PYTHONPATH=os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")])))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return result.stdout.split()
@@ -316,30 +313,6 @@ def test_importing_the_package_before_tensorflow_turns_onednn_on_and_keeps_a_use
     assert _import_in_a_fresh_process(code) == ["1", "True"]
     # A user's 0 wins, and onednn_enabled() reports what TensorFlow enabled, not what it was built with.
     assert _import_in_a_fresh_process(code, TF_ENABLE_ONEDNN_OPTS="0") == ["0", "False"]
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
-def test_importing_the_package_keeps_freed_memory_for_the_next_allocation_unless_told_not_to():
-    # A 64 MiB block freed and allocated again: its pages stay mapped, or are faulted in anew, one per 4 KiB.
-    code = (
-        "import resource, keras_sar2opt\n"
-        "def touch():\n"
-        "    block = bytearray(64 << 20)\n"
-        "    block[::4096] = b'\\1' * 16384\n"
-        "touch()\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "touch()\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)"
-    )
-    [kept] = _import_in_a_fresh_process(code)
-    given_back = [
-        _import_in_a_fresh_process(code, **{name: value})[0]
-        for name, value in (
-            (memory.KEEP_MEMORY_VARIABLE, "0"),
-            ("MALLOC_MMAP_MAX_", "65536"),  # a user's own setting, here glibc's default
-        )
-    ]
-    assert int(kept) < 100 and all(int(faults) > 1000 for faults in given_back)
 
 
 def test_importing_the_package_after_tensorflow_leaves_the_environment_alone(monkeypatch):
