@@ -35,7 +35,7 @@ test-fast:
 
 demo:
 	$(PIP) install -q -e .
-	$(PYTHON) -m keras_sar2opt.cli reproduce --quick --output reports/demo
+	$(PYTHON) -m keras_sar2opt.cli reproduce --quick --jobs 2 --output reports/demo
 
 benchmark:
 	$(PIP) install -q -e ".[benchmark]"

@@ -6,9 +6,11 @@ import logging
 import pandas as pd
 import pytest
 
+from keras_sar2opt import files
+from keras_sar2opt.errors import Sar2OptError
 from keras_sar2opt.evaluation import read_summary
 from keras_sar2opt.reports.tables import METRIC_DECIMALS, REPORT_METRICS
-from keras_sar2opt.reproduce import Scale, reproduce
+from keras_sar2opt.reproduce import Scale, _Task, reproduce, run_tasks
 
 TOY = Scale(
     "toy",
@@ -38,18 +40,21 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def study(module_tmp):
+    """The toy study with two stages at once (`--jobs 2`), as `make demo` runs it."""
     root = module_tmp("reproduce")
     tensorflow_log = _Records()
     logging.getLogger("tensorflow").addHandler(tensorflow_log)
     try:
-        report = reproduce(root / "report", scale=TOY, work=root / "work", verbose=0)
+        report = reproduce(root / "report", scale=TOY, work=root / "work", jobs=2, verbose=0)
     finally:
         logging.getLogger("tensorflow").removeHandler(tensorflow_log)
+    logs = {path.stem: path.read_text() for path in (root / "work" / "logs").glob("*.log")}
     return {
         "work": root / "work",
         "out": root / "report",
         "text": report.read_text(),
-        "tensorflow_log": tensorflow_log.messages,
+        "tensorflow_log": tensorflow_log.messages + list(logs.values()),
+        "logs": logs,
     }
 
 
@@ -79,7 +84,13 @@ def test_every_stage_writes_its_run_or_evaluation_folder(study):
     # Figure 3 is measured on the source domain (sentinel), the others on the target (qxslab).
     datasets = {name: read_summary(work / "evaluations" / name)["dataset"]["synthetic"]["preset"] for name in roles}
     assert {name: preset for name, preset in datasets.items() if preset == "sentinel"} == {"fig3-source": "sentinel"}
-    # Every stage traces its own model's functions: TensorFlow's warning about retracing is not shown.
+    # Each stage ran in a process of its own and wrote its output into logs/; every stage traces its
+    # own model's functions, and TensorFlow's warning about retracing is not shown.
+    assert sorted(study["logs"]) == sorted(
+        ["pix2pix-source", "evaluations-fig3-5", "scratch", "patchgan", "wgan"]
+        + ["finetune-full", "finetune-lora", "finetune-lora-dec8-head"]
+    )
+    assert "Held-out L1 on the val split" in study["logs"]["finetune-lora"]
     assert not [message for message in study["tensorflow_log"] if "retracing" in message]
 
 
@@ -154,3 +165,53 @@ def test_outputs_under_a_file_are_refused_before_any_training(cli_error, tmp_pat
             line == f"sar2opt reproduce: error: Expected a writable {option} folder, received {blocker / 'x'} "
             f"({blocker} is a file)"
         )
+
+
+class _Started(list):
+    """The stage callable of run_tasks, recording the (text, log) of each stage started."""
+
+    def __call__(self, text, log=None):
+        self.append((text, log))
+
+    def finished(self, name):
+        pass
+
+
+def _tasks(folder):
+    """A task that writes a file, one after it that fails on a missing file, and one of its own."""
+    return [
+        _Task("first", "Writing first.txt", files.write_text, {"path": folder / "first.txt", "text": "1"}),
+        _Task(
+            "broken",
+            "Reading missing.json",
+            files.read_json,
+            {"path": folder / "missing.json", "what": "the missing file"},
+            after=("first",),
+        ),
+        _Task("third", "Writing third.txt", files.write_text, {"path": folder / "third.txt", "text": "3"}),
+    ]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failed_stage_stops_the_study_after_the_stages_it_waited_for(tmp_path, jobs):
+    started = _Started()
+    with pytest.raises(Sar2OptError, match="missing.json") as raised:
+        run_tasks(_tasks(tmp_path), jobs, started, tmp_path / "logs")
+    assert (tmp_path / "first.txt").read_text() == "1"
+    if jobs == 1:  # in list order, in this process
+        assert started == [("Writing first.txt", None), ("Reading missing.json", None)]
+        assert not (tmp_path / "third.txt").exists()
+    else:  # the independent stage ran beside the first; each wrote its output into logs/
+        assert [text for text, _ in started] == ["Writing first.txt", "Writing third.txt", "Reading missing.json"]
+        assert (tmp_path / "third.txt").read_text() == "3"
+        assert [log for _, log in started] == [
+            tmp_path / "logs" / f"{name}.log" for name in ("first", "third", "broken")
+        ]
+        assert str(raised.value).endswith(
+            f"(stage: Reading missing.json; its output: {tmp_path / 'logs' / 'broken.log'})"
+        )
+
+
+def test_jobs_must_be_a_positive_count(cli_error, tmp_path):
+    line = cli_error(["reproduce", "--jobs", "0", "-o", str(tmp_path / "out"), "--work", str(tmp_path / "work")])
+    assert line == "sar2opt reproduce: error: Expected --jobs to be a positive integer, received 0"

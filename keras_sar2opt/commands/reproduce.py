@@ -47,6 +47,14 @@ def register(subparsers):
         "read as --data-source",
     )
     parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="(default float32)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="stages run at once, each in a process of its own with its output in WORK/logs (default 1: one "
+        "after another); 2 keeps a CPU busy where one stage leaves it idle, and needs twice the memory",
+    )
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="fit() verbosity (default auto)")
     parser.set_defaults(func=run)
 
@@ -61,6 +69,7 @@ def run(args):
         data_source=args.data_source,
         data_target=args.data_target,
         precision=args.precision,
+        jobs=args.jobs,
         verbose="auto" if args.verbose is None else args.verbose,
     )
     print(f"wrote {path}")
