@@ -237,10 +237,16 @@ def _in_log(log, function, arguments):
 
 
 def run_tasks(tasks, jobs, stage, logs):
-    """Run `tasks` in list order, each once the tasks it comes after have finished: one at a time in
-    this process (jobs 1), or up to `jobs` at once in as many processes, each task's output in
-    `logs`/NAME.log. A failed task stops the study once the tasks still running have finished
-    (their runs are kept for the rerun)."""
+    """Run `tasks` in list order, each listed after and started once the tasks named in its `after`
+    have finished: one at a time in this process (jobs 1), or up to `jobs` at once in as many
+    processes, each task's output in `logs`/NAME.log. A failed task stops the study once the tasks
+    still running have finished (their runs are kept for the rerun)."""
+    names = set()
+    for task in tasks:
+        missing = sorted(set(task.after) - names)
+        if missing:
+            raise ValueError(f"Expected the tasks {missing} listed before {task.name!r}, which waits for them")
+        names.add(task.name)
     if jobs == 1:
         for task in tasks:
             stage(task.text)
@@ -260,11 +266,10 @@ def run_tasks(tasks, jobs, stage, logs):
             done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
                 task, log = running.pop(future)
-                if future.exception() is not None:
-                    waiting.clear()
-                    error = future.exception()
-                    if isinstance(error, Sar2OptError):
-                        raise Sar2OptError(f"{error} (stage: {task.text}; its output: {log})") from None
+                error = future.exception()
+                if isinstance(error, Sar2OptError):
+                    raise Sar2OptError(f"{error} (stage: {task.text}; its output: {log})") from None
+                if error is not None:
                     raise error
                 finished.add(task.name)
                 stage.finished(task.name)
@@ -321,10 +326,14 @@ def reproduce(
         "keep_all_checkpoints": scale.keep_all_checkpoints,
     }
     pix2pix_options = {**run_options, "steps_per_epoch": scale.pix2pix_steps}
-    fine_tunings = [
-        (full, "finetune-full", "fig7"),
-        (lora, "finetune-lora", "fig9"),
-        (lora_decoder, "finetune-lora-dec8-head", "fig9"),
+    evaluations = work / "evaluations"
+    fine_tunings = [  # (config, run name, role, evaluation folder)
+        (config, name, role, evaluations / f"{role}-{name}")
+        for config, name, role in (
+            (full, "finetune-full", "fig7"),
+            (lora, "finetune-lora", "fig9"),
+            (lora_decoder, "finetune-lora-dec8-head", "fig9"),
+        )
     ]
     stage = _Stages(len(gans) + len(fine_tunings) + 4)  # + data, pix2pix, its evaluations, the report
 
@@ -337,7 +346,6 @@ def reproduce(
 
     pretrained = work / "pix2pix-source"
     generator = RunFolder(pretrained).generator_path
-    evaluations = work / "evaluations"
     transfer = [  # Figures 3-5: (folder, role, data, evaluate's options)
         (evaluations / "fig3-source", "fig3", source, {"split_file": RunFolder(pretrained).split_path}),
         (evaluations / "fig4-target-raw", "fig4", target, {}),
@@ -367,14 +375,14 @@ def reproduce(
                     "data": target,
                     "out": work / name,
                     "generator": generator,
-                    "evaluation": evaluations / f"{role}-{name}",
+                    "evaluation": evaluation,
                     "role": role,
                     "seed": pix2pix.seed,
                     **pix2pix_options,
                 },
                 after=("pix2pix-source",),
             )
-            for config, name, role in fine_tunings
+            for config, name, role, evaluation in fine_tunings
         ),
         _Task(
             "evaluations-fig3-5",
@@ -403,8 +411,9 @@ def reproduce(
     run_tasks(tasks, jobs, stage, work / "logs")
 
     stage(f"Writing the report into {out}")
-    runs = [work / config.name for config in gans] + [pretrained] + [work / name for _, name, _ in fine_tunings]
-    figures = [(role, folder) for folder, role, _, _ in transfer]
-    figures += [(role, evaluations / f"{role}-{name}") for _, name, role in fine_tunings]
+    runs = [work / config.name for config in gans] + [pretrained] + [work / name for _, name, _, _ in fine_tunings]
+    figures = [(role, folder) for folder, role, _, _ in transfer] + [
+        (role, folder) for *_, role, folder in fine_tunings
+    ]
     title = f"SAR-to-optical translation: reproduction report ({scale.name} scale)"
     return build_report(runs, out, figures=figures, title=title)

@@ -212,6 +212,16 @@ def test_a_failed_stage_stops_the_study_after_the_stages_it_waited_for(tmp_path,
         )
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_task_listed_before_the_task_it_waits_for_is_refused_before_any_runs(tmp_path, jobs):
+    first, broken, third = _tasks(tmp_path)
+    with pytest.raises(
+        ValueError, match=r"Expected the tasks \['first'\] listed before 'broken', which waits for them"
+    ):
+        run_tasks([broken, first, third], jobs, _Started(), tmp_path / "logs")
+    assert not (tmp_path / "first.txt").exists() and not (tmp_path / "logs").exists()
+
+
 def test_jobs_must_be_a_positive_count(cli_error, tmp_path):
     line = cli_error(["reproduce", "--jobs", "0", "-o", str(tmp_path / "out"), "--work", str(tmp_path / "work")])
     assert line == "sar2opt reproduce: error: Expected --jobs to be a positive integer, received 0"
